@@ -337,14 +337,14 @@ def test_kms_handshake_pair_and_encrypted_data(challenge_ack: bool) -> None:
     net.agent.start_handshake(net.now, "Standard_Stream", None, kms_key_id="alias/k")
     net.client.send(PayloadType.OUTPUT, b"echo hi\r", net.now)
     net.run(lambda: bool(net.received("agent")))
-    need = [e for e in net.events["client"] if isinstance(e, DataKeyNeeded)][0]
+    need = next(e for e in net.events["client"] if isinstance(e, DataKeyNeeded))
     assert need.key_id == "alias/k"
     assert set(need.encryption_context) == {"aws:ssm:SessionId", "aws:ssm:TargetId"} | (
         {"aws:ssm:RandomChallenge"} if challenge_ack else set()
     )
-    todo = [e for e in net.events["agent"] if isinstance(e, DataKeyToDecrypt)][0]
+    todo = next(e for e in net.events["agent"] if isinstance(e, DataKeyToDecrypt))
     assert todo.encryption_context == need.encryption_context
-    done = [e for e in net.events["client"] if isinstance(e, HandshakeCompleted)][0]
+    done = next(e for e in net.events["client"] if isinstance(e, HandshakeCompleted))
     assert done.customer_message == pl.KMS_CUSTOMER_MESSAGE and done.encrypted
     assert net.received("agent") == b"echo hi\r"
     net.agent.send(PayloadType.OUTPUT, b"hi\r\n", net.now)
@@ -480,9 +480,7 @@ def test_channel_closed_pause_start_and_unknown_types() -> None:
     info = pl.ChannelClosedInfo("m", "d", "s", "Session terminated").encode()
     client.send(PayloadType.OUTPUT, b"a", T0)
     client.data_to_send()
-    assert client.receive_frame(frame("pause_publication", 0, 0, b"x"), T0) == [
-        PublicationPaused()
-    ]
+    assert client.receive_frame(frame("pause_publication", 0, 0, b"x"), T0) == [PublicationPaused()]
     assert client.receive_frame(frame("pause_publication", 0, 0, b"x"), T0) == []
     assert client.paused and client.get_timer() is None
     client.send(PayloadType.OUTPUT, b"b", T0)
@@ -522,9 +520,7 @@ def test_bad_digest_dropped_then_fatal_and_malformed_fatal() -> None:
 # ---------------------------------------------------------------------- property: lossy network
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32),
     loss=st.sampled_from([0.0, 0.05, 0.2]),
@@ -556,10 +552,12 @@ def test_every_byte_once_and_in_order_under_loss_dup_reorder(
     want_up = b"".join(up)
     want_down = (b"" if handshake else b"$ ") + b"".join(down)
     net.run(
-        lambda: net.received("agent") == want_up
-        and net.received("client") == want_down
-        and net.client.in_flight == 0
-        and net.agent.in_flight == 0,
+        lambda: (
+            net.received("agent") == want_up
+            and net.received("client") == want_down
+            and net.client.in_flight == 0
+            and net.agent.in_flight == 0
+        ),
         max_time=3600,
     )
     assert net.received("agent") == want_up

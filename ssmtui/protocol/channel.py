@@ -470,7 +470,7 @@ class DataChannel:
         outcome = handler(frame, now, events, buffered)
         if outcome is None:
             return False
-        if outcome and not buffered:
+        if outcome and not buffered and self._state is not _State.CLOSED:
             self._ack(frame, now)
         self._expected += 1
         if self._state is _State.READY and self._held:
