@@ -1,0 +1,409 @@
+"""Runs a client-role :class:`~ssmtui.protocol.channel.DataChannel` over a websocket.
+
+One connection object per session: it dials the stream URL, sends the OpenDataChannel text
+frame, feeds every binary message to the channel, keeps exactly one timer armed from
+``channel.get_timer()``, writes ``data_to_send()`` in order through a single writer, answers the
+KMS data-key request through an injected callback, and, if the socket drops without the service
+closing the channel, resumes it (ResumeSession through an injected callback) with the same
+sequence numbers, so no byte is lost or repeated. Session layers (shell, tunnel, proxy, exec)
+read :meth:`events` and call :meth:`send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from ssmtui.protocol import payloads as pl
+from ssmtui.protocol.channel import ChannelConfig, DataChannel, Role
+from ssmtui.protocol.events import (
+    ChannelClosed,
+    DataKeyNeeded,
+    Event,
+    HandshakeFailed,
+    ProtocolError,
+    ResendTimedOut,
+)
+
+__all__ = [
+    "ConnectionLost",
+    "DataChannelConnection",
+    "StreamEndpoint",
+    "TransportError",
+    "validate_stream_url",
+]
+
+log = logging.getLogger(__name__)
+
+#: Frames in flight before :meth:`DataChannelConnection.send` waits for acks. The reference
+#: client sends one 1 KiB frame per millisecond; a window is what lets upload go faster
+#: (PROTOCOL.md §12: 100 in flight ≈ 8–9 MB/s on loopback) while bounding memory.
+DEFAULT_WINDOW = 256
+
+DataKeyProvider = Callable[[str, dict[str, str]], Awaitable[tuple[bytes, bytes]]]
+
+
+class TransportError(Exception):
+    """The data channel could not be opened or kept (one clear line in ``str()``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEndpoint:
+    """Where and how to open the data channel: from StartSession or ResumeSession."""
+
+    url: str
+    token: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost(Event):
+    """The websocket is gone and could not be resumed; the session is over."""
+
+    reason: str
+
+
+ResumeProvider = Callable[[], Awaitable[StreamEndpoint]]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_stream_url(url: str) -> None:
+    """Refuse anything but ``wss://`` (plain ``ws://`` only on loopback, for the demo fleet)."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss" and parts.hostname:
+        return
+    if parts.scheme == "ws" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise TransportError(
+        f"refusing stream URL {parts.scheme}://{parts.hostname or '?'}/…: "
+        "only wss:// is allowed (ws:// only on loopback)"
+    )
+
+
+def _ssl_context(url: str) -> ssl.SSLContext | None:
+    if not url.startswith("wss:"):
+        return None
+    ctx = ssl.create_default_context()
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        ctx.load_verify_locations(cafile=bundle)
+    return ctx
+
+
+class DataChannelConnection:
+    """A client data channel on a websocket. Use ``async with`` or :meth:`open` / :meth:`close`."""
+
+    def __init__(
+        self,
+        endpoint: StreamEndpoint,
+        *,
+        session_id: str,
+        target_id: str,
+        config: ChannelConfig | None = None,
+        data_key: DataKeyProvider | None = None,
+        resume: ResumeProvider | None = None,
+        client_id: str | None = None,
+        window: int = DEFAULT_WINDOW,
+        open_timeout: float = 45.0,
+        ping_interval: float | None = 20.0,
+        max_resume_attempts: int = 5,
+        stall_timeout: float = 30.0,
+    ) -> None:
+        validate_stream_url(endpoint.url)
+        self.endpoint = endpoint
+        self.session_id = session_id
+        self.channel = DataChannel(
+            Role.CLIENT,
+            new_id=uuid.uuid4,
+            random_bytes=os.urandom,
+            config=config,
+            session_id=session_id,
+            target_id=target_id,
+        )
+        self.client_id = client_id or str(uuid.uuid4())
+        self._data_key = data_key
+        self._resume = resume
+        self._window = window
+        self._open_timeout = open_timeout
+        self._ping_interval = ping_interval
+        self._max_resume = max_resume_attempts
+        self._stall_timeout = stall_timeout
+        self._last_rx = time.time()
+        self._ws: ClientConnection | None = None
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self._acked = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._done = asyncio.Event()
+        self.end_reason: str | None = None
+        self.resumes = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> DataChannelConnection:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Dial the stream URL and start the reader, writer and timer."""
+        self._ws = await self._dial(self.endpoint)
+        self._tasks = [
+            asyncio.create_task(self._reader(), name=f"ssm-read-{self.session_id}"),
+            asyncio.create_task(self._writer(), name=f"ssm-write-{self.session_id}"),
+            asyncio.create_task(self._watchdog(), name=f"ssm-watch-{self.session_id}"),
+        ]
+
+    async def _dial(self, endpoint: StreamEndpoint) -> ClientConnection:
+        host = urlsplit(endpoint.url).hostname or ""
+        try:
+            ws = await connect(
+                endpoint.url,
+                additional_headers=dict(endpoint.headers),
+                compression=None,
+                max_size=None,
+                open_timeout=self._open_timeout,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_interval,
+                proxy=None if _is_loopback(host) else True,
+                ssl=_ssl_context(endpoint.url),
+                user_agent_header=None,
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise TransportError(f"cannot open the data channel to {host}: {exc}") from exc
+        opening = pl.OpenDataChannel(
+            token=endpoint.token,
+            request_id=str(uuid.uuid4()),  # new on every (re)open
+            client_id=self.client_id,  # the same for the whole session
+            client_version=self.channel.config.client_version,
+        )
+        await ws.send(opening.encode())
+        return ws
+
+    async def close(self) -> None:
+        """Close the websocket and stop every task (idempotent)."""
+        self.channel.close()
+        self._finish(self.end_reason or "closed")
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2)
+
+    @property
+    def closed(self) -> bool:
+        return self._done.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
+
+    def _finish(self, reason: str, event: Event | None = None) -> None:
+        if self._done.is_set():
+            return
+        self.end_reason = reason
+        if event is not None:
+            self._events.put_nowait(event)
+        self._events.put_nowait(None)
+        self._done.set()
+        self._acked.set()
+
+    # ------------------------------------------------------------------ events out
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Channel events for the session layer, until the channel ends."""
+        while True:
+            ev = await self._events.get()
+            if ev is None:
+                self._events.put_nowait(None)  # let other readers end too
+                return
+            yield ev
+
+    async def next_event(self, timeout: float | None = None) -> Event | None:
+        ev = await asyncio.wait_for(self._events.get(), timeout)
+        if ev is None:
+            self._events.put_nowait(None)
+        return ev
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, payload_type: int, data: bytes) -> None:
+        """Queue session data; waits while the send window is full (backpressure)."""
+        while self.channel.in_flight >= self._window and not self.closed:
+            self._acked.clear()
+            await self._acked.wait()
+        if self.closed:
+            raise TransportError(f"session ended: {self.end_reason}")
+        self.channel.send(payload_type, data, time.time())
+        self._pump()
+
+    def send_nowait(self, payload_type: int, data: bytes) -> None:
+        """Queue small control data (Size, Flag, keystrokes) without waiting for the window."""
+        if self.closed:
+            raise TransportError(f"session ended: {self.end_reason}")
+        self.channel.send(payload_type, data, time.time())
+        self._pump()
+
+    def _pump(self) -> None:
+        for msg in self.channel.data_to_send():
+            self.bytes_out += len(msg)
+            self._outgoing.put_nowait(msg)
+        self._arm_timer()
+
+    async def _writer(self) -> None:
+        while True:
+            msg = await self._outgoing.get()
+            ws = self._ws
+            if ws is None:
+                continue
+            try:
+                await ws.send(msg)
+            except ConnectionClosed:
+                # the frame stays in the channel's outgoing buffer and is resent after resume
+                continue
+
+    async def _watchdog(self) -> None:
+        """A peer that takes data but never answers is dead: say so instead of hanging."""
+        while not self.closed:
+            await asyncio.sleep(min(1.0, self._stall_timeout / 4))
+            silent = time.time() - self._last_rx
+            if self.channel.in_flight and silent > self._stall_timeout:
+                msg = f"no answer from the instance for {silent:.0f} s"
+                self.channel.close()
+                self._finish(msg, ConnectionLost(msg))
+                if self._ws is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._ws.close(), 1)
+
+    # ------------------------------------------------------------------ timer
+
+    def _arm_timer(self) -> None:
+        when = self.channel.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, when - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._handle(self.channel.handle_timer(time.time()))
+        self._pump()
+
+    # ------------------------------------------------------------------ receiving
+
+    def _handle(self, events: list[Event]) -> None:
+        before = self.channel.in_flight
+        for ev in events:
+            if isinstance(ev, DataKeyNeeded):
+                self._tasks.append(asyncio.create_task(self._provide_key(ev)))
+                continue
+            if isinstance(ev, ChannelClosed):
+                reason = ev.output or "the service closed the session"
+                self._finish(reason, ev)
+                return
+            if isinstance(ev, ProtocolError | HandshakeFailed | ResendTimedOut):
+                self._events.put_nowait(ev)
+                self._finish(getattr(ev, "reason", None) or "resend timed out")
+                return
+            self._events.put_nowait(ev)
+        if self.channel.in_flight < before or self.channel.in_flight < self._window:
+            self._acked.set()
+
+    async def _provide_key(self, ev: DataKeyNeeded) -> None:
+        now = time.time()
+        if self._data_key is None:
+            self._handle(self.channel.reject_data_key("no KMS access configured", now))
+        else:
+            try:
+                plaintext, blob = await self._data_key(ev.key_id, ev.encryption_context)
+            except Exception as exc:  # KMS errors are reported to the agent, then to the user
+                self._handle(self.channel.reject_data_key(str(exc), time.time()))
+            else:
+                self._handle(self.channel.provide_data_key(plaintext, blob, time.time()))
+        self._pump()
+
+    async def _reader(self) -> None:
+        while not self.closed:
+            ws = self._ws
+            assert ws is not None
+            try:
+                async for msg in ws:
+                    if isinstance(msg, str):
+                        continue  # the service sends no text frames to clients
+                    self.bytes_in += len(msg)
+                    self._last_rx = time.time()
+                    self._handle(self.channel.receive_frame(msg, time.time()))
+                    self._pump()
+                    if self.closed:
+                        return
+                reason = "the service closed the connection"
+            except ConnectionClosed as exc:
+                reason = f"connection lost ({exc})"
+            if self.channel.closed or self.closed:
+                self._finish(self.end_reason or reason)
+                return
+            if not await self._reconnect(reason):
+                return
+
+    async def _reconnect(self, reason: str) -> bool:
+        if self._resume is None:
+            self._finish(reason, ConnectionLost(reason))
+            return False
+        delay = 0.1 + 0.1 * (os.urandom(1)[0] / 255)
+        last = reason
+        for _attempt in range(self._max_resume):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            try:
+                endpoint = await self._resume()
+                validate_stream_url(endpoint.url)
+                self._ws = await self._dial(endpoint)
+            except Exception as exc:  # resume failures are retried, then reported
+                last = str(exc)
+                log.debug("resume failed: %s", exc)
+                continue
+            self.endpoint = endpoint
+            self.resumes += 1
+            self._handle(self.channel.handle_timer(time.time()))
+            self._pump()
+            return True
+        msg = f"{reason}; could not resume the session: {last}"
+        self._finish(msg, ConnectionLost(msg))
+        return False
