@@ -261,7 +261,7 @@ def build_app(state: SimState) -> web.Application:
     app.on_response_prepare.append(_add_request_id)
 
     async def _shutdown(_app: web.Application) -> None:
-        await state.close_websockets()
+        await state.shutdown()
 
     app.on_shutdown.append(_shutdown)
     return app

@@ -176,6 +176,8 @@ class SimState:
         self.on_start_session: StartHook | None = None
         #: Serves an upgraded data-channel websocket; without it the socket is closed at once.
         self.data_channel_handler: DataChannelHandler | None = None
+        #: Awaited by :meth:`shutdown` (server shutdown) before the websockets are closed.
+        self.shutdown_hooks: list[Callable[[], Awaitable[None] | None]] = []
         #: Recent API calls, newest last.
         self.calls: deque[CallRecord] = deque(maxlen=10_000)
         self.websockets: set[web.WebSocketResponse] = set()
@@ -367,6 +369,14 @@ class SimState:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
         return session
+
+    async def shutdown(self) -> None:
+        """Server shutdown: run :attr:`shutdown_hooks` (the agents), then close websockets."""
+        for hook in list(self.shutdown_hooks):
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        await self.close_websockets()
 
     async def close_websockets(self) -> None:
         """Close every open data-channel websocket (server shutdown)."""
