@@ -225,6 +225,22 @@ class AwsClients:
         with aws_errors(profile=profile, region=region, service=service):
             yield client
 
+    async def credentials(self, profile: str) -> Any:
+        """Frozen credentials of ``profile`` for signing requests ourselves (the data-channel
+        websocket upgrade), or None when there are none."""
+        if self._credentials_override is not None:
+            keys = self._credentials_override(profile)
+            if keys is None:
+                return None
+            from botocore.credentials import Credentials
+
+            return Credentials(*keys).get_frozen_credentials()
+        try:
+            creds = await self.session(profile).get_credentials()
+            return None if creds is None else await creds.get_frozen_credentials()
+        except Exception as exc:
+            raise translate(exc, profile=profile) from exc
+
     async def aclose(self) -> None:
         """Close every client (idempotent)."""
         self._closed = True
