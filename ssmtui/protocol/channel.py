@@ -22,7 +22,7 @@ What it implements (PROTOCOL.md §4–§6, vectors/README.md):
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -55,6 +55,7 @@ from .frames import (
     decode_frame,
     encode_frame,
 )
+from .reliability import SendBuffer
 
 __all__ = ["ChannelConfig", "ChannelStateError", "DataChannel", "Role"]
 
@@ -134,14 +135,6 @@ class _State(Enum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class _Out:
-    seq: int
-    wire: bytes
-    last_sent: float | None = None
-    resends: int = 0
-
-
 class DataChannel:
     """One side of a data channel. See the module docstring."""
 
@@ -176,21 +169,13 @@ class DataChannel:
         self._plugin_ready = True
         self._handshake_wanted = False  # agent started a handshake (so data is held until done)
 
-        self._next_seq = 0
-        self._inflight: OrderedDict[int, _Out] = OrderedDict()  # ordered by last send
-        self._unsent: deque[_Out] = deque()  # numbered while paused
+        self._sender = SendBuffer(self.config)
         self._held: deque[tuple[int, bytes]] = deque()  # not yet numbered (before ready)
-        self._resend_not_before = 0.0
         self._expected = 0
         self._incoming: dict[int, Frame] = {}
         self._deferred_ack: Frame | None = None
         self._out: list[bytes] = []
-        self._paused = False
         self._bad_frames = 0
-
-        self.rtt = self.config.rtt_initial
-        self.rttvar = 0.0
-        self.rto = self.config.rto_initial
 
         self._cipher: SessionCipher | None = None
         self.session_type = ""
@@ -205,9 +190,6 @@ class DataChannel:
         self._handshake_started = 0.0
         self._handshake_deadline: float | None = None
         self._customer_message = ""
-        # statistics for the UI and benchmarks
-        self.frames_sent = 0
-        self.frames_resent = 0
         self.frames_received = 0
 
     # ------------------------------------------------------------------ properties
@@ -227,12 +209,33 @@ class DataChannel:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._sender.paused
+
+    @property
+    def rtt(self) -> float:
+        return self._sender.rtt
+
+    @property
+    def rttvar(self) -> float:
+        return self._sender.rttvar
+
+    @property
+    def rto(self) -> float:
+        """The current retransmission timeout (seconds)."""
+        return self._sender.rto
+
+    @property
+    def frames_sent(self) -> int:
+        return self._sender.frames_sent
+
+    @property
+    def frames_resent(self) -> int:
+        return self._sender.frames_resent
 
     @property
     def in_flight(self) -> int:
         """Frames numbered but not yet acknowledged (the send window in use)."""
-        return len(self._inflight) + len(self._unsent)
+        return len(self._sender)
 
     @property
     def held(self) -> int:
@@ -270,21 +273,13 @@ class DataChannel:
     def _send_now(self, payload_type: int, data: bytes, now: float) -> None:
         if self._cipher is not None and payload_type in self._encrypts:
             data = self._cipher.encrypt(data)
-        seq = self._next_seq
-        self._next_seq += 1
+        seq = self._sender.number()
         flags = _SYN_FLAG if (seq == 0 and not self._client) else 0
-        wire = self._encode(self._send_type, seq, flags, payload_type, data, now)
-        entry = _Out(seq, wire)
-        if self._paused:
-            self._unsent.append(entry)
-        else:
-            self._transmit(entry, now)
-
-    def _transmit(self, entry: _Out, now: float) -> None:
-        entry.last_sent = now
-        self._inflight[entry.seq] = entry
-        self._out.append(entry.wire)
-        self.frames_sent += 1
+        wire = self._sender.add(
+            seq, self._encode(self._send_type, seq, flags, payload_type, data, now), now
+        )
+        if wire is not None:
+            self._out.append(wire)
 
     def _encode(
         self, mtype: str, seq: int, flags: int, ptype: int, payload: bytes, now: float
@@ -334,39 +329,18 @@ class DataChannel:
         """The next time :meth:`handle_timer` must run, or None."""
         if self._state is _State.CLOSED:
             return None
-        deadlines = []
-        if self._inflight and not self._paused:
-            front = next(iter(self._inflight.values()))
-            assert front.last_sent is not None
-            deadlines.append(max(front.last_sent + self.rto, self._resend_not_before))
-        if self._handshake_deadline is not None:
-            deadlines.append(self._handshake_deadline)
-        return min(deadlines) if deadlines else None
+        deadlines = [self._sender.deadline(), self._handshake_deadline]
+        return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> list[Event]:
         if self._state is _State.CLOSED:
             return []
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
             return self._fail(HandshakeFailed("timed out waiting for the client's handshake"))
-        if self._paused or now < self._resend_not_before:
-            return []
-        budget = self.config.resend_burst
-        while self._inflight and budget:
-            entry = next(iter(self._inflight.values()))
-            assert entry.last_sent is not None
-            if entry.last_sent + self.rto > now:  # same expression as get_timer()
-                return []
-            entry.resends += 1
-            limit = self.config.max_resends
-            if limit is not None and entry.resends > limit:
-                return self._fail(ResendTimedOut(entry.seq, entry.resends - 1))
-            self._inflight.move_to_end(entry.seq)
-            entry.last_sent = now
-            self._out.append(entry.wire)
-            self.frames_resent += 1
-            budget -= 1
-        if self._inflight and not budget:
-            self._resend_not_before = now + self.config.resend_interval
+        wires, gave_up = self._sender.expire(now)
+        self._out.extend(wires)
+        if gave_up is not None:
+            return self._fail(ResendTimedOut(*gave_up))
         return []
 
     def _on_ack(self, frame: Frame, now: float) -> list[Event]:
@@ -374,13 +348,7 @@ class DataChannel:
             ack = pl.Ack.decode(frame.payload)
         except pl.PayloadError as exc:
             return self._fail(ProtocolError(str(exc)))
-        entry = self._inflight.pop(ack.sequence_number, None)
-        if entry is not None and entry.last_sent is not None:
-            sample = max(0.0, now - entry.last_sent)
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.rtt - sample)
-            self.rtt = 0.875 * self.rtt + 0.125 * sample
-            rto = self.rtt + max(self.config.clock_granularity, 4 * self.rttvar)
-            self.rto = min(rto, self.config.rto_max)
+        self._sender.ack(ack.sequence_number, now)
         return self._resume(now)
 
     # ------------------------------------------------------------------ receiving
@@ -412,10 +380,7 @@ class DataChannel:
             self.close()
             return [ChannelClosed(info.output)]
         if mtype == MessageType.PAUSE_PUBLICATION:
-            if self._paused:
-                return []
-            self._paused = True
-            return [PublicationPaused()]
+            return [PublicationPaused()] if self._sender.pause() else []
         if mtype == MessageType.START_PUBLICATION:
             return self._resume(now)
         if mtype == MessageType.AGENT_SESSION_STATE and self._client:
@@ -426,11 +391,10 @@ class DataChannel:
         return []  # unknown or misdirected types are ignored, as the reference does
 
     def _resume(self, now: float) -> list[Event]:
-        if not self._paused:
+        wires = self._sender.resume(now)
+        if wires is None:
             return []
-        self._paused = False
-        while self._unsent:
-            self._transmit(self._unsent.popleft(), now)
+        self._out.extend(wires)
         return [PublicationResumed()]
 
     def _on_stream(self, frame: Frame, now: float) -> list[Event]:
