@@ -1,0 +1,168 @@
+"""The Textual app and its one factory, :func:`create_app` (used by the CLI, tests and screenshots).
+
+The app is a thin shell: it shows the :class:`~ssmtui.ui.screens.fleet.FleetScreen`, owns the
+global keys (quit, help, command palette) and decides what connect / forward intents do. Until
+session tabs land, an intent without a handler shows a notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import ClassVar
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from ssmtui.errors import ConfigError, SsmtuiError
+from ssmtui.models import Instance
+from ssmtui.ui.commands import FleetCommands
+from ssmtui.ui.messages import ConnectRequested, ForwardRequested
+from ssmtui.ui.screens.fleet import FleetScreen
+from ssmtui.ui.screens.help import HelpScreen, KeyRow
+from ssmtui.ui.source import FleetSource
+
+__all__ = ["InstanceHandler", "SsmtuiApp", "create_app"]
+
+#: What the app calls for a connect / forward intent.
+InstanceHandler = Callable[[Instance], Awaitable[None]]
+
+NOT_YET = "shell sessions open in tabs in the next release"
+
+
+class SsmtuiApp(App[None]):
+    """ssmtui: browse the SSM fleet, connect to instances."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ssmtui"
+    COMMANDS = App.COMMANDS | {FleetCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Keys", key_display="?", id="app.help"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+    ]
+
+    def __init__(
+        self,
+        source: FleetSource,
+        *,
+        refresh_interval: float = 30.0,
+        title: str = "ssmtui",
+        subtitle: str | None = None,
+        on_connect: InstanceHandler | None = None,
+        on_forward: InstanceHandler | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.refresh_interval = refresh_interval
+        self.title = title
+        self.sub_title = subtitle if subtitle is not None else _scopes_subtitle(source)
+        self.connect_handler = on_connect
+        self.forward_handler = on_forward
+
+    def get_default_screen(self) -> Screen[None]:
+        """The fleet screen."""
+        return FleetScreen(self.source, refresh_interval=self.refresh_interval)
+
+    @property
+    def fleet(self) -> FleetScreen:
+        """The fleet screen (the default screen)."""
+        screen = self.screen_stack[0]
+        assert isinstance(screen, FleetScreen)
+        return screen
+
+    def help_rows(self) -> list[KeyRow]:
+        """The remappable keys (bindings with ids) of the current screen, after remapping.
+
+        Keys bound to the same action are shown together (``r, ^r``); the table's navigation
+        keys are listed by the help screen itself.
+        """
+        grouped: dict[tuple[str, str], list[str]] = {}
+        ids: dict[tuple[str, str], str] = {}
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.system:
+                continue
+            group = (binding.action, binding.description)
+            if binding.id:
+                ids.setdefault(group, binding.id)
+            shown = binding.key_display or self.get_key_display(binding) or key
+            keys = grouped.setdefault(group, [])
+            if shown not in keys:
+                keys.append(shown)
+        rows = [(", ".join(grouped[g]), g[1], ids[g]) for g in grouped if g in ids]
+        return sorted(rows, key=lambda row: (not row[2].startswith("fleet."), row[2]))
+
+    def action_help(self) -> None:
+        """``?``: list the keys."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_rows()))
+
+    @on(ConnectRequested)
+    def _connect(self, message: ConnectRequested) -> None:
+        self._dispatch(self.connect_handler, message.instance, "Connect")
+
+    @on(ForwardRequested)
+    def _forward(self, message: ForwardRequested) -> None:
+        self._dispatch(self.forward_handler, message.instance, "Forward")
+
+    def _dispatch(self, handler: InstanceHandler | None, inst: Instance, what: str) -> None:
+        title = f"{what}: {inst.display_name}"
+        if handler is None:
+            self.notify(NOT_YET, title=title)
+            return
+
+        async def run() -> None:
+            try:
+                await handler(inst)
+            except SsmtuiError as err:
+                self.notify("\n".join(err.lines()), title=title, severity="error", timeout=10)
+
+        self.run_worker(run(), group="intents", name=title, exit_on_error=False)
+
+
+def _scopes_subtitle(source: FleetSource) -> str:
+    scopes = list(source.scopes)
+    if len(scopes) <= 2:
+        return " · ".join(str(s) for s in scopes)
+    profiles = {s.profile for s in scopes}
+    regions = {s.region for s in scopes}
+    return f"{len(profiles)} profiles × {len(regions)} regions"
+
+
+def create_app(
+    source: FleetSource,
+    *,
+    refresh_interval: float = 30.0,
+    title: str = "ssmtui",
+    subtitle: str | None = None,
+    on_connect: InstanceHandler | None = None,
+    on_forward: InstanceHandler | None = None,
+    keymap: Mapping[str, str] | None = None,
+    theme: str | None = None,
+) -> SsmtuiApp:
+    """The ssmtui app over ``source``.
+
+    ``refresh_interval`` seconds between background refreshes (0 disables them);
+    ``on_connect`` / ``on_forward`` handle the intents (default: a "next release" notice);
+    ``keymap`` maps binding ids (see the ``?`` screen) to keys; ``theme`` names a Textual theme.
+    """
+    app = SsmtuiApp(
+        source,
+        refresh_interval=refresh_interval,
+        title=title,
+        subtitle=subtitle,
+        on_connect=on_connect,
+        on_forward=on_forward,
+    )
+    if keymap:
+        app.set_keymap(dict(keymap))
+    if theme:
+        if theme not in app.available_themes:
+            raise ConfigError(
+                f"unknown theme {theme!r}",
+                hint="one of: " + ", ".join(sorted(app.available_themes)),
+            )
+        app.theme = theme
+    return app

@@ -1,0 +1,144 @@
+"""Command palette (ctrl+p) entries: every fleet-screen action, plus "Connect to <instance>".
+
+The provider only calls the fleet screen's public methods (which post intents or change the
+view); it never talks to AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from ssmtui.models import Instance
+from ssmtui.ui.fleet_model import COLUMNS
+from ssmtui.ui.screens.fleet import FleetScreen
+
+__all__ = ["FleetCommands", "fleet_commands"]
+
+#: How many "Connect to …" / "Forward from …" hits a search shows at most.
+MAX_INSTANCE_HITS = 12
+
+Command = tuple[str, str, Callable[[], object]]
+
+
+def fleet_commands(screen: FleetScreen) -> list[Command]:
+    """``(title, help, callback)`` for every fleet action the palette offers."""
+    cmds: list[Command] = [
+        ("Refresh fleet", "List every profile/region again now", screen.action_refresh),
+        (
+            "Filter: online only",
+            "Show instances whose agent is Online",
+            partial(screen.set_filter, "ping:online"),
+        ),
+        (
+            "Filter: connection lost",
+            "Show instances that stopped pinging",
+            partial(screen.set_filter, "ping:connectionlost"),
+        ),
+        (
+            "Filter: inactive",
+            "Show Inactive instances",
+            partial(screen.set_filter, "ping:inactive"),
+        ),
+        (
+            "Filter: not registered",
+            "EC2 instances without an SSM agent",
+            partial(screen.set_filter, "ping:notregistered"),
+        ),
+        ("Filter: clear", "Show every instance", partial(screen.set_filter, "")),
+        ("Focus filter bar", "Type a filter (/)", screen.action_focus_filter),
+        ("Reverse sort order", "Flip ascending/descending (S)", screen.action_sort_reverse),
+        ("Toggle details panel", "Show every field and tag (d)", screen.action_toggle_details),
+        ("Show keys", "List every key binding (?)", partial(screen.app.run_action, "help")),
+    ]
+    for col in COLUMNS:
+        cmds.append(
+            (
+                f"Sort by {col.name.lower()}",
+                "Click the header to sort too",
+                partial(screen.sort_by, col.key, False),
+            )
+        )
+    profiles = sorted({s.profile for s in screen.source.scopes})
+    regions = sorted({s.region for s in screen.source.scopes})
+    for profile in profiles:
+        cmds.append(
+            (
+                f"Filter: profile {profile}",
+                "Only this AWS profile",
+                partial(screen.set_filter, f"profile:{profile}"),
+            )
+        )
+    for region in regions:
+        cmds.append(
+            (
+                f"Filter: region {region}",
+                "Only this region",
+                partial(screen.set_filter, f"region:{region}"),
+            )
+        )
+    return cmds
+
+
+def _instance_help(inst: Instance) -> str:
+    return f"{inst.instance_id} · {inst.profile}/{inst.region} · {inst.ping_status}"
+
+
+class FleetCommands(Provider):
+    """Fleet actions and per-instance connect/forward entries."""
+
+    def _screen(self) -> FleetScreen | None:
+        screen = self.screen
+        return screen if isinstance(screen, FleetScreen) else None
+
+    async def discover(self) -> Hits:
+        """The fleet actions, before anything is typed."""
+        screen = self._screen()
+        if screen is None:
+            return
+        for title, help_text, callback in fleet_commands(screen):
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        """Fuzzy-match the actions; "connect NAME" / "forward NAME" find instances."""
+        screen = self._screen()
+        if screen is None:
+            return
+        matcher = self.matcher(query)
+        for title, help_text, callback in fleet_commands(screen):
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, text=title, help=help_text)
+        async for hit in self._instance_hits(screen, query):
+            yield hit
+
+    async def _instance_hits(self, screen: FleetScreen, query: str) -> Hits:
+        words = query.strip().lower().split()
+        verb = "connect"
+        if words and words[0] in ("connect", "conn", "ssh", "shell", "forward", "fwd", "port"):
+            verb = "forward" if words[0] in ("forward", "fwd", "port") else "connect"
+            words = words[1:]
+        if words and words[0] == "to":
+            words = words[1:]
+        needle = " ".join(words)
+        if not needle:
+            return
+        matcher = self.matcher(needle)
+        found = 0
+        for inst in screen.index.instances:
+            name = inst.display_name
+            if needle not in name.lower() and needle not in inst.instance_id:
+                continue
+            if verb == "connect":
+                title = f"Connect to {name}"
+                action = partial(screen.request_connect, inst)
+            else:
+                title = f"Forward a port from {name}"
+                action = partial(screen.request_forward, inst)
+            score = max(matcher.match(name), 0.5)
+            yield Hit(score, title, action, text=title, help=_instance_help(inst))
+            found += 1
+            if found >= MAX_INSTANCE_HITS:
+                break

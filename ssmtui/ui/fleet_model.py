@@ -1,0 +1,313 @@
+"""What the fleet screen shows, without any widget: columns, the filter query, sorting, summaries.
+
+Pure and fast: a :class:`FleetIndex` precomputes one lower-cased search text per instance and the
+sort keys of each column once, so a filter keystroke over 10,000 instances is one linear scan and
+a sort change is one ``sorted`` call. Nothing here imports textual; the widgets read it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ssmtui.errors import SsmtuiError
+from ssmtui.models import PING_STATUSES, FleetScope, Instance, InstanceFilter
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_KEYS",
+    "KEY_TAGS",
+    "PING_GLYPHS",
+    "Column",
+    "FleetIndex",
+    "FleetQuery",
+    "RowKey",
+    "describe_error",
+    "fleet_summary",
+    "row_key",
+]
+
+#: Tags with a column of their own.
+KEY_TAGS = ("Role", "Env", "Team")
+
+#: ping status -> (glyph, rich colour, words). Colour is never the only signal: glyphs differ too.
+PING_GLYPHS: Mapping[str, tuple[str, str, str]] = {
+    "Online": ("●", "green", "online"),
+    "ConnectionLost": ("◐", "yellow", "connection lost"),
+    "Inactive": ("○", "bright_black", "inactive"),
+    "NotRegistered": ("✕", "red", "not registered"),
+}
+_PING_ORDER = {status: i for i, status in enumerate(PING_STATUSES)}
+
+#: How a row is identified across refreshes: (profile, region, instance id). Two profiles may
+#: reach the same account, so the id alone is not unique in a multi-profile listing.
+RowKey = tuple[str, str, str]
+
+
+def row_key(inst: Instance) -> RowKey:
+    """The stable identity of ``inst``'s row."""
+    return (inst.profile, inst.region, inst.instance_id)
+
+
+def _platform(inst: Instance) -> str:
+    name = inst.platform_name or inst.platform_type
+    if inst.platform_version and inst.platform_version not in name:
+        return f"{name} {inst.platform_version}".strip()
+    return name
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """``"3.10.2"`` -> ``(3, 10, 2)`` (non-numeric parts count as 0)."""
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def _ip_key(ip: str | None) -> tuple[int, int]:
+    if not ip:
+        return (1, 0)
+    try:
+        return (0, int(ipaddress.ip_address(ip)))
+    except ValueError:
+        return (1, 0)
+
+
+def _text_key(text: str | None) -> tuple[bool, str]:
+    """Empty values sort last in ascending order."""
+    value = (text or "").lower()
+    return (not value, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One fleet table column: how to show a cell and how to sort by it."""
+
+    key: str
+    label: str
+    value: Callable[[Instance], str]
+    sort_key: Callable[[Instance], Any]
+    #: Cells wider than this are cut with "…".
+    max_width: int = 30
+    min_width: int = 1
+    #: A longer name for menus and the status line (default: the label).
+    title: str = ""
+
+    @property
+    def name(self) -> str:
+        """How the column is called outside the header."""
+        return self.title or self.label
+
+
+def _tag_column(tag: str) -> Column:
+    return Column(
+        key=tag.lower(),
+        label=tag,
+        value=lambda i: i.tag(tag) or "",
+        sort_key=lambda i: _text_key(i.tag(tag)),
+        max_width=16,
+    )
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column(
+        "status",
+        "●",
+        lambda i: PING_GLYPHS.get(i.ping_status, ("?", "", ""))[0],
+        lambda i: _PING_ORDER.get(i.ping_status, len(_PING_ORDER)),
+        max_width=1,
+        title="Ping",
+    ),
+    Column("name", "Name", lambda i: i.display_name, lambda i: i.display_name.lower(), 32, 4),
+    Column("id", "Instance", lambda i: i.instance_id, lambda i: i.instance_id, 20, 8),
+    Column("platform", "Platform", _platform, lambda i: _platform(i).lower(), 24, 8),
+    Column(
+        "agent", "Agent", lambda i: i.agent_version, lambda i: _version_key(i.agent_version), 12
+    ),
+    Column("ip", "Private IP", lambda i: i.private_ip or "", lambda i: _ip_key(i.private_ip), 15),
+    Column(
+        "scope", "Profile/Region", lambda i: f"{i.profile}/{i.region}", lambda i: (i.scope,), 24, 14
+    ),
+    Column(
+        "account", "Account", lambda i: i.account_id or "", lambda i: _text_key(i.account_id), 12
+    ),
+    *(_tag_column(t) for t in KEY_TAGS),
+)
+COLUMN_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
+_COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+
+
+def column(key: str) -> Column:
+    """The column called ``key`` (KeyError if none)."""
+    return _COLUMN_BY_KEY[key]
+
+
+# --------------------------------------------------------------------------- query
+
+
+_PING_WORDS = ("online", "connectionlost", "inactive", "notregistered")
+
+
+def _complete_ping(token: str) -> str:
+    """``ping:on`` -> ``ping:online`` while typing (a unique prefix of a status)."""
+    prefix, _, rest = token.partition(":")
+    if prefix.lower() != "ping" or not rest:
+        return token
+    want = rest.lower().replace("-", "").replace("_", "")
+    hits = [w for w in _PING_WORDS if w.startswith(want)]
+    return f"ping:{hits[0]}" if len(hits) == 1 else token
+
+
+def _fuzzy_pattern(term: str) -> re.Pattern[str] | None:
+    """A subsequence pattern for ``term`` (``wbd1`` finds ``web-dev-1``), None if too short."""
+    if len(term) < 2:
+        return None
+    return re.compile(".*?".join(re.escape(ch) for ch in term))
+
+
+@dataclass(frozen=True, slots=True)
+class FleetQuery:
+    """A parsed filter-bar query: free-text terms and ``key:value`` tokens, all AND-ed.
+
+    Free text matches as a substring of the name, id, IPs, platform, profile/region and tags, or
+    fuzzily (as a subsequence) of the name. Tokens are :class:`~ssmtui.models.InstanceFilter`\\ s:
+    ``tag:K=V``, ``tag:K``, ``ping:online``, ``name:``, ``id:``, ``ip:``, ``profile:``,
+    ``region:``, ``platform:``. Bad tokens do not raise: they are skipped and :attr:`error` says
+    why, in one line.
+    """
+
+    text: str = ""
+    filters: tuple[InstanceFilter, ...] = ()
+    terms: tuple[str, ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FleetQuery:
+        """Parse the filter bar's text (never raises)."""
+        errors: list[str] = []
+        try:
+            tokens = shlex.split(text)
+        except ValueError:
+            tokens = text.split()
+            errors.append("unbalanced quote in the filter")
+        filters: list[InstanceFilter] = []
+        terms: list[str] = []
+        for token in tokens:
+            try:
+                flt = InstanceFilter.parse(_complete_ping(token))
+            except SsmtuiError as err:
+                errors.append(err.message + (f" ({err.hint})" if err.hint else ""))
+                continue
+            except ValueError as err:  # defensive: a filter must never crash the screen
+                errors.append(f"bad filter {token!r}: {err}")
+                continue
+            if flt.kind == "text":
+                terms.append(flt.value)
+            else:
+                filters.append(flt)
+        return cls(text, tuple(filters), tuple(terms), "; ".join(errors) or None)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the query filters nothing out."""
+        return not self.filters and not self.terms
+
+
+def _haystack(inst: Instance) -> str:
+    parts = [
+        inst.display_name,
+        inst.name,
+        inst.instance_id,
+        inst.private_ip or "",
+        inst.public_ip or "",
+        inst.computer_name,
+        _platform(inst),
+        f"{inst.profile}/{inst.region}",
+        inst.account_id or "",
+    ]
+    parts.extend(f"{k}={v}" for k, v in inst.tags)
+    return "\x00".join(parts).lower()
+
+
+class FleetIndex:
+    """The loaded fleet, indexed for fast filtering and sorting.
+
+    Build a new index when the data changes; keep it while the query or sort changes.
+    """
+
+    def __init__(self, instances: Iterable[Instance]) -> None:
+        self.instances: list[Instance] = list(instances)
+        self._hay = [_haystack(i) for i in self.instances]
+        self._names = [i.display_name.lower() for i in self.instances]
+        self._orders: dict[str, list[int]] = {}
+        self.by_key: dict[RowKey, Instance] = {row_key(i): i for i in self.instances}
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def order(self, column_key: str) -> list[int]:
+        """Positions of the instances sorted ascending by ``column_key`` (cached), ties by name."""
+        cached = self._orders.get(column_key)
+        if cached is None:
+            key = column(column_key).sort_key
+            keys = [
+                (key(inst), name, inst.instance_id, inst.profile, inst.region)
+                for inst, name in zip(self.instances, self._names, strict=True)
+            ]
+            cached = sorted(range(len(keys)), key=keys.__getitem__)
+            self._orders[column_key] = cached
+        return cached
+
+    def _matches(self, pos: int, query: FleetQuery, patterns: Sequence[Any]) -> bool:
+        hay = self._hay[pos]
+        for term, pattern in zip(query.terms, patterns, strict=True):
+            if term in hay:
+                continue
+            if pattern is None or pattern.search(self._names[pos]) is None:
+                return False
+        inst = self.instances[pos]
+        return all(f.matches(inst) for f in query.filters)
+
+    def select(
+        self, query: FleetQuery, sort_column: str = "name", reverse: bool = False
+    ) -> list[Instance]:
+        """The instances passing ``query``, sorted by ``sort_column``."""
+        order = self.order(sort_column)
+        if reverse:
+            order = order[::-1]
+        insts = self.instances
+        if query.is_empty:
+            return [insts[n] for n in order]
+        patterns = [_fuzzy_pattern(t) for t in query.terms]
+        return [insts[n] for n in order if self._matches(n, query, patterns)]
+
+    def widths(self) -> dict[str, int]:
+        """Column widths fitting the content (between each column's min and max width)."""
+        out: dict[str, int] = {}
+        for col in COLUMNS:
+            widest = max((len(col.value(i)) for i in self.instances), default=0)
+            out[col.key] = max(col.min_width, len(col.label), min(widest, col.max_width))
+        return out
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def fleet_summary(instances: Sequence[Instance]) -> str:
+    """``"26 instances · 19 online · 3 lost · 2 inactive · 2 not registered"``."""
+    counts = Counter(i.ping_status for i in instances)
+    parts = [f"{len(instances)} instance{'s' if len(instances) != 1 else ''}"]
+    for status in PING_STATUSES:
+        if counts.get(status):
+            parts.append(f"{counts[status]} {PING_GLYPHS[status][2]}")
+    return " · ".join(parts)
+
+
+def describe_error(scope: FleetScope, err: BaseException) -> str:
+    """One line for a scope's failure: ``prod/eu-west-1: … — run: aws sso login --profile prod``."""
+    message = err.message if isinstance(err, SsmtuiError) else (str(err) or type(err).__name__)
+    text = message if message.startswith(str(scope)) else f"{scope}: {message}"
+    hint = err.hint if isinstance(err, SsmtuiError) else None
+    return f"{text} — {hint}" if hint else text

@@ -1,0 +1,1 @@
+"""The app's screens: the fleet browser and the key help."""

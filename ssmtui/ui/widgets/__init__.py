@@ -1,0 +1,1 @@
+"""Reusable widgets of the fleet screen; they post intent messages, screens decide."""
