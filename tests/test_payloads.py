@@ -197,3 +197,25 @@ def test_cipher_directions_and_errors() -> None:
         client.decrypt(b"short")
     with pytest.raises(ValueError):
         SessionCipher(b"x" * 32, client=True, nonces=lambda: b"\x00" * 12)
+
+
+@given(
+    st.text(max_size=20),
+    st.one_of(st.uuids().map(str), st.text(max_size=10)),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+)
+def test_ack_fast_paths_equal_the_general_ones(
+    mtype: str, mid: str, seq: int, sequential: bool
+) -> None:
+    ack = pl.Ack(mtype, mid, seq, sequential)
+    general = pl.go_json(
+        {
+            "AcknowledgedMessageType": mtype,
+            "AcknowledgedMessageId": mid,
+            "AcknowledgedMessageSequenceNumber": seq,
+            "IsSequentialMessage": sequential,
+        }
+    )
+    assert ack.encode() == general
+    assert pl.Ack.decode(general) == ack

@@ -42,6 +42,11 @@ _GO_ESCAPES = {
     "\u2029": "\\u2029",
 }
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+_PLAIN_RE = re.compile(r"[A-Za-z0-9_.:-]*\Z")
+_ACK_RE = re.compile(
+    rb'\{"AcknowledgedMessageType":"([A-Za-z0-9_]*)","AcknowledgedMessageId":"([A-Za-z0-9-]*)",'
+    rb'"AcknowledgedMessageSequenceNumber":(-?[0-9]{1,19}),"IsSequentialMessage":true\}\Z'
+)
 
 SESSION_TYPE_ACTION = "SessionType"
 KMS_ACTION = "KMSEncryption"
@@ -103,6 +108,16 @@ class Ack:
     is_sequential: bool = True
 
     def encode(self) -> bytes:
+        if (
+            self.is_sequential
+            and _PLAIN_RE.match(self.message_type)
+            and _PLAIN_RE.match(self.message_id)
+        ):  # the hot path: one ack per frame received; same bytes as go_json
+            return (
+                b'{"AcknowledgedMessageType":"%s","AcknowledgedMessageId":"%s",'
+                b'"AcknowledgedMessageSequenceNumber":%d,"IsSequentialMessage":true}'
+                % (self.message_type.encode(), self.message_id.encode(), self.sequence_number)
+            )
         return go_json(
             {
                 "AcknowledgedMessageType": self.message_type,
@@ -114,6 +129,9 @@ class Ack:
 
     @classmethod
     def decode(cls, data: bytes) -> Ack:
+        m = _ACK_RE.match(data)
+        if m is not None:  # the canonical compact form both real programs send
+            return cls(m.group(1).decode(), m.group(2).decode(), int(m.group(3)))
         obj = _load_object(data, "acknowledge")
         return cls(
             message_type=str(obj.get("AcknowledgedMessageType", "")),
