@@ -3,6 +3,11 @@
 ``ssmtui [--profile P] [--region R] [--config FILE] [--demo] VERB …``
 
 * ``list [--json] [FILTER …]``: the fleet as a table (or JSON);
+* ``connect TARGET [-- COMMAND…]``: a shell (or one command) on the terminal;
+* ``forward TARGET [BIND:]LOCAL:REMOTE … [--host HOST]``: port-forwarding tunnels;
+* ``proxy TARGET [PORT]``: stdin/stdout to sshd, for ``ssh -o ProxyCommand``;
+* ``exec TARGET -- COMMAND…``: run a command, with its output streams and exit code;
+* ``plugin ARGS…``: act as AWS's ``session-manager-plugin`` (:mod:`ssmtui.plugin`);
 * ``sim [--port N] …``: run the demo fleet standalone and print how to point clients at it;
 * no verb: the TUI when :mod:`ssmtui.ui` exists (``--demo``: on the demo fleet); until then
   ``--demo`` alone prints the demo fleet listing and plain ``ssmtui`` prints help.
@@ -36,6 +41,34 @@ __all__ = ["build_parser", "main"]
 PROG = "ssmtui"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SIM_PORT = 8780
+#: Global options that take a value (to find the verb before argparse sees ``plugin`` args).
+_VALUE_OPTIONS = ("--profile", "-p", "--region", "-r", "--config", "--demo-fault")
+
+TARGET_HELP = "instance id, Name tag, tag:KEY=VALUE or private IP"
+CONNECT_EPILOG = """\
+exit status: 0 when the remote shell ends, 255 when ssmtui fails (no such target, AccessDenied,
+the connection is lost, ~.). Session Manager does not carry a shell's exit status, so with a
+COMMAND (or --exit-status) ssmtui runs it through AWS-StartInteractiveCommand inside a small
+wrapper that reports the status back invisibly, and exits with it. Trade-off: that needs
+permission to use the AWS-StartInteractiveCommand document, and the session preferences'
+shell profile and Run As settings for shells do not apply. One COMMAND argument is shell code
+('ls; exit 3'); several are quoted as an argv (sh -c 'exit 3').
+
+escapes (after a newline, on a terminal): ~. ends the session, ~? help, ~~ a literal ~."""
+FORWARD_EPILOG = """\
+SPEC: [BIND:]LOCAL:REMOTE, or PORT for PORT:PORT. LOCAL 0 picks a free port (printed).
+BIND defaults to 127.0.0.1; another address (0.0.0.0, *, an interface IP) must be written out
+and needs --bind-any-ok. Sessions that drop are reopened with backoff while the listeners stay.
+Ctrl-C stops every tunnel (the sessions are terminated) and exits 0.
+
+examples:
+  ssmtui forward web-1 8080:80
+  ssmtui forward web-1 15432:5432 --host db.internal.example   (through the instance)
+  ssmtui --demo forward web-dev-1 0:5432 --host db.demo.internal"""
+PROXY_EPILOG = """\
+use with ssh:
+  ssh -o ProxyCommand='ssmtui proxy %h %p' ec2-user@i-0123456789abcdef0
+%h may be an instance id, a Name or tag:KEY=VALUE. Only the byte stream goes to stdout."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +90,9 @@ def _split(values: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _add_scope_flags(parser: argparse.ArgumentParser, suffix: str = "") -> None:
+def _add_scope_flags(
+    parser: argparse.ArgumentParser, suffix: str = "", *, purpose: str = "list"
+) -> None:
     parser.add_argument(
         "--profile",
         "-p",
@@ -72,7 +107,7 @@ def _add_scope_flags(parser: argparse.ArgumentParser, suffix: str = "") -> None:
         dest="regions" + suffix,
         action="append",
         metavar="R",
-        help="AWS region to list (repeat, or comma-separate, for several)",
+        help=f"AWS region to {purpose} (repeat, or comma-separate, for several)",
     )
 
 
@@ -88,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="run against a built-in simulated fleet (no AWS)"
     )
+    parser.add_argument(
+        "--demo-fault", dest="demo_faults", action="append", default=[], help=argparse.SUPPRESS
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
@@ -102,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.add_argument("filters", nargs="*", metavar="FILTER", help="keep matching instances")
     listing.set_defaults(handler=_cmd_list)
+    _add_session_verbs(verbs)
 
     sim = verbs.add_parser(
         "sim",
@@ -128,6 +167,116 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_session_verbs(verbs: Any) -> None:
+    """connect, forward, proxy, exec and plugin."""
+    raw = argparse.RawDescriptionHelpFormatter
+    connect = verbs.add_parser(
+        "connect",
+        help="open a shell (or run a command) on an instance",
+        description="An interactive shell on this terminal, every key passed through.",
+        epilog=CONNECT_EPILOG,
+        formatter_class=raw,
+    )
+    _add_scope_flags(connect, "_verb", purpose="look for TARGET in")
+    connect.add_argument("--reason", metavar="TEXT", help="reason recorded with the session")
+    connect.add_argument("--no-escape", action="store_true", help="disable the ~ escapes")
+    connect.add_argument(
+        "--exit-status",
+        action="store_true",
+        help="exit with the remote shell's status (see below for the trade-off)",
+    )
+    connect.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    connect.add_argument(
+        "command",
+        nargs="*",
+        metavar="COMMAND",
+        help="a command to run instead of the shell (after --)",
+    )
+    connect.set_defaults(handler=_cmd_session("connect_main", "cli_sessions"))
+
+    forward = verbs.add_parser(
+        "forward",
+        help="forward local ports to an instance (or through it to --host)",
+        description="Port forwarding: one tunnel (listener + port session) per SPEC.",
+        epilog=FORWARD_EPILOG,
+        formatter_class=raw,
+    )
+    _add_scope_flags(forward, "_verb", purpose="look for TARGET in")
+    forward.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    forward.add_argument("specs", nargs="+", metavar="SPEC", help="[BIND:]LOCAL:REMOTE")
+    forward.add_argument("--host", metavar="HOST", help="forward to HOST:REMOTE via the instance")
+    forward.add_argument(
+        "--bind-any-ok", action="store_true", help="allow a BIND address other than loopback"
+    )
+    forward.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    forward.set_defaults(handler=_cmd_session("forward_main", "cli_forward"))
+
+    proxy = verbs.add_parser(
+        "proxy",
+        help="stdin/stdout to sshd on an instance (ssh ProxyCommand)",
+        description="Pipe stdin/stdout to a port on the instance (AWS-StartSSHSession).",
+        epilog=PROXY_EPILOG,
+        formatter_class=raw,
+    )
+    _add_scope_flags(proxy, "_verb", purpose="look for TARGET in")
+    proxy.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    proxy.add_argument("port", nargs="?", type=int, default=22, metavar="PORT", help="default 22")
+    proxy.set_defaults(handler=_cmd_session("proxy_main", "cli_sessions"))
+
+    execute = verbs.add_parser(
+        "exec",
+        help="run a command non-interactively, with its exit code",
+        description="Run COMMAND (AWS-StartNonInteractiveCommand): remote stdout to stdout, "
+        "stderr to stderr; exits with the remote exit code (255 if ssmtui fails). The first "
+        "Ctrl-C interrupts the remote command, the second gives up.",
+    )
+    _add_scope_flags(execute, "_verb", purpose="look for TARGET in")
+    execute.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    execute.add_argument("command", nargs="+", metavar="COMMAND", help="the command (after --)")
+    execute.set_defaults(handler=_cmd_session("exec_main", "cli_sessions"))
+
+    plugin = verbs.add_parser(
+        "plugin",
+        help="act as AWS's session-manager-plugin (same arguments)",
+        description="The AWS CLI's session-manager-plugin, argument for argument; also "
+        "installed as the session-manager-plugin command.",
+    )
+    plugin.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    plugin.set_defaults(handler=_cmd_plugin)
+
+
+def _cmd_session(function: str, module: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports ``ssmtui.<module>`` only when the verb runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        mod = importlib.import_module(f"ssmtui.{module}")
+        return int(getattr(mod, function)(_context(args), args))
+
+    return handler
+
+
+def _cmd_plugin(args: argparse.Namespace) -> int:
+    from ssmtui.plugin import main as plugin_main
+
+    return plugin_main(["session-manager-plugin", *args.args])
+
+
+def _plugin_argv(argv: Sequence[str]) -> list[str] | None:
+    """The arguments after ``plugin`` when that is the verb (they are the plugin's, unparsed)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "plugin":
+            return list(argv[i + 1 :])
+        if arg in _VALUE_OPTIONS:
+            i += 2
+            continue
+        if not arg.startswith("-") or arg == "--":
+            return None
+        i += 1
+    return None
+
+
 # --------------------------------------------------------------------------- context
 
 
@@ -144,6 +293,9 @@ def _context(args: argparse.Namespace) -> AppContext:
             raise UsageError(
                 f"bad --region {region!r}: not an AWS region name", hint="e.g. us-east-1"
             )
+    faults = tuple(getattr(args, "demo_faults", None) or ())
+    if faults and not args.demo:
+        raise UsageError("--demo-fault needs --demo")
     config = Config.load(args.config)
     return AppContext(
         config=config,
@@ -151,6 +303,7 @@ def _context(args: argparse.Namespace) -> AppContext:
         profiles=profiles,
         regions=regions,
         debug=_debug(),
+        demo_faults=faults,
     )
 
 
@@ -302,9 +455,15 @@ def _report(err: SsmtuiError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    plugin_args = _plugin_argv(args_list)
+    if plugin_args is not None:
+        from ssmtui.plugin import main as plugin_main
+
+        return plugin_main(["session-manager-plugin", *plugin_args])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
         handler = getattr(args, "handler", None)
         if handler is None:
             return _cmd_default(args, parser)

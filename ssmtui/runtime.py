@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ssmtui.aws.clients import AwsClients
 
 __all__ = [
+    "DEMO_HOST_MAP",
     "AppContext",
     "Runtime",
     "attach_demo_agents",
@@ -31,6 +32,11 @@ __all__ = [
     "load_demo_fleet",
     "open_runtime",
 ]
+
+#: Remote host names the demo agents resolve for port forwarding through an instance
+#: (``ssmtui --demo forward web-dev-1 15432:5432 --host db.demo.internal``): a database or web
+#: server you run on this machine stands in for one in the demo VPC.
+DEMO_HOST_MAP = {"db.demo.internal": "127.0.0.1", "web.demo.internal": "127.0.0.1"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class AppContext:
     #: Demo fleet file (None: the shipped fleet).
     demo_fleet: Path | None = None
     debug: bool = False
+    #: Demo fault specs (hidden ``--demo-fault``): API faults for the demo server
+    #: (``SimState.apply_fault``) or agent faults (``agent:…``, ``ssmtui.sim.faults``).
+    demo_faults: tuple[str, ...] = ()
 
 
 @dataclass
@@ -116,7 +125,10 @@ async def open_runtime(context: AppContext) -> AsyncIterator[Runtime]:
             bypass_proxy_for_loopback()
             fleet = load_demo_fleet(context.demo_fleet, load_fleet, default_fleet)
             server = await stack.enter_async_context(run_server(fleet, "127.0.0.1", 0))
-            agents = await attach_demo_agents(server.state, stack)
+            plans = _demo_faults(server.state, context.demo_faults)
+            agents = await attach_demo_agents(
+                server.state, stack, host_map=DEMO_HOST_MAP, faults=plans or None
+            )
             clients = demo_clients(server, context.config)
             stack.push_async_callback(clients.aclose)
             profiles = _narrow(context.profiles, fleet.profiles, "profile", strict=True)
@@ -134,6 +146,18 @@ async def open_runtime(context: AppContext) -> AsyncIterator[Runtime]:
         stack.push_async_callback(clients.aclose)
         scopes = config.scopes(clients.resolve_region)
         yield Runtime(context, clients, scopes)
+
+
+def _demo_faults(state: Any, specs: Sequence[str]) -> list[Any]:
+    """Apply ``--demo-fault`` specs to the demo server; returns the agent fault plans."""
+    if not specs:
+        return []
+    from ssmtui.simcli import apply_faults
+
+    try:
+        return apply_faults(state, specs)
+    except UsageError as err:
+        raise UsageError(err.message.replace("--fault", "--demo-fault", 1), hint=err.hint) from None
 
 
 def load_demo_fleet(path: Path | None, load_fleet: Any, default_fleet: Any) -> Any:

@@ -4,22 +4,34 @@
 upgrade, wires KMS data keys and ResumeSession into the transport, and hands back an open
 :class:`~ssmtui.transport.websocket.DataChannelConnection`; tunnels get an opener that does all
 of that again whenever their session has to be replaced.
+
+With a :class:`~ssmtui.store.history.History`, every session opened here is recorded (start, end,
+exit status, bytes) and every tunnel run is one record; recording is best effort and never
+breaks a session.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ssmtui.aws import sessions as aws_sessions
 from ssmtui.aws.clients import AwsClients
+from ssmtui.aws.errors import translate
 from ssmtui.aws.kms import generate_session_key
+from ssmtui.errors import AwsError, SsmtuiError
 from ssmtui.models import Instance
 from ssmtui.protocol.channel import ChannelConfig
-from ssmtui.transport.tunnel import Tunnel, TunnelSpec
+from ssmtui.store.history import History, kind_for_document
+from ssmtui.transport.tunnel import SessionOpener, Tunnel, TunnelSpec
 from ssmtui.transport.websocket import DataChannelConnection, StreamEndpoint
 
 __all__ = ["SessionKind", "SessionService"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,21 @@ class SessionKind:
         return cls(doc, {"command": [command]})
 
 
+def _where(err: AwsError, instance: Instance, operation: str) -> SsmtuiError:
+    """``aws.sessions`` translates errors without knowing the profile and region; translate the
+    AWS error again so the message says where (``dev/us-east-1: not authorized to call
+    ssm:StartSession …``) and the hint names the right profile."""
+    if err.profile is not None or err.cause is None:
+        return err
+    return translate(
+        err.cause,
+        profile=instance.profile,
+        region=instance.region,
+        service="ssm",
+        operation=operation,
+    )
+
+
 class SessionService:
     """Opens data channels to instances with the clients of their profile and region."""
 
@@ -57,8 +84,13 @@ class SessionService:
         *,
         client_version: str | None = None,
         stall_timeout: float = 30.0,
+        history: History | None = None,
     ) -> None:
         self.clients = clients
+        #: Where sessions are recorded (None: not recorded).
+        self.history = history
+        #: AWS session id -> history record id, while a recorded session is open.
+        self.history_ids: dict[str, int] = {}
         self.channel_config = ChannelConfig(
             client_version=client_version or clients.config.client_version
         )
@@ -70,19 +102,31 @@ class SessionService:
         return StreamEndpoint(url, token, headers)
 
     async def open(
-        self, instance: Instance, kind: SessionKind | None = None, *, reason: str | None = None
+        self,
+        instance: Instance,
+        kind: SessionKind | None = None,
+        *,
+        reason: str | None = None,
+        record: bool = True,
     ) -> DataChannelConnection:
-        """StartSession on ``instance`` and open its data channel."""
+        """StartSession on ``instance`` and open its data channel.
+
+        With a history (and ``record``), the session is recorded now and its end when the
+        connection closes.
+        """
         kind = kind or SessionKind.shell()
         profile, region = instance.profile, instance.region
-        async with self.clients.client("ssm", profile, region) as ssm:
-            started = await aws_sessions.start_session(
-                ssm,
-                instance.instance_id,
-                document=kind.document,
-                parameters=kind.parameters,
-                reason=reason,
-            )
+        try:
+            async with self.clients.client("ssm", profile, region) as ssm:
+                started = await aws_sessions.start_session(
+                    ssm,
+                    instance.instance_id,
+                    document=kind.document,
+                    parameters=kind.parameters,
+                    reason=reason,
+                )
+        except AwsError as err:
+            raise _where(err, instance, "StartSession") from err.cause
 
         async def data_key(key_id: str, context: dict[str, str]) -> tuple[bytes, bytes]:
             async with self.clients.client("kms", profile, region) as kms:
@@ -102,12 +146,68 @@ class SessionService:
             resume=resume,
             stall_timeout=self.stall_timeout,
         )
+        record_id = await self._record_start(instance, kind, started.session_id) if record else None
+        if record_id is not None:
+            self.history_ids[started.session_id] = record_id
+
+            async def record_end(closed: DataChannelConnection) -> None:
+                self.history_ids.pop(closed.session_id, None)
+                await self._record_end(
+                    record_id,
+                    exit_status=closed.exit_code,
+                    end_reason=closed.end_reason,
+                    bytes_in=closed.bytes_in,
+                    bytes_out=closed.bytes_out,
+                )
+
+            conn.close_hooks.append(record_end)
         try:
             await conn.open()
-        except Exception:
+        except Exception as exc:
             await self.terminate(instance, started.session_id)
+            if record_id is not None:
+                self.history_ids.pop(started.session_id, None)
+                await self._record_end(record_id, end_reason=f"could not open: {exc}")
             raise
         return conn
+
+    async def _record_start(
+        self,
+        instance: Instance,
+        kind: SessionKind,
+        session_id: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """Record a start in the history; None when there is no history or recording failed."""
+        history = self.history
+        if history is None:
+            return None
+        try:
+            return await asyncio.to_thread(
+                history.record_start,
+                kind=kind_for_document(kind.document),
+                instance_id=instance.instance_id,
+                instance_name=instance.name or instance.computer_name,
+                profile=instance.profile,
+                region=instance.region,
+                account_id=instance.account_id,
+                document=kind.document,
+                parameters={**(kind.parameters or {}), **(extra or {})},
+                session_id=session_id,
+            )
+        except Exception as exc:  # history is best effort: never break a session
+            log.warning("could not record the session in the history: %s", exc)
+            return None
+
+    async def _record_end(self, record_id: int, **fields: Any) -> None:
+        """Record an end in the history (best effort)."""
+        history = self.history
+        if history is None:
+            return
+        try:
+            await asyncio.to_thread(history.record_end, record_id, **fields)
+        except Exception as exc:  # history is best effort: never break a session
+            log.warning("could not record the end of a session in the history: %s", exc)
 
     async def terminate(self, instance: Instance, session_id: str) -> None:
         """TerminateSession, best effort (the session may already be gone)."""
@@ -122,6 +222,54 @@ class SessionService:
         kind = SessionKind.port(spec.remote_port, spec.remote_host)
 
         async def opener() -> DataChannelConnection:
-            return await self.open(instance, kind)
+            return await self.open(instance, kind, record=False)
 
-        return Tunnel(spec, opener)
+        if self.history is None:
+            return Tunnel(spec, opener)
+        return _RecordedTunnel(spec, opener, service=self, instance=instance, kind=kind)
+
+
+class _RecordedTunnel(Tunnel):
+    """A tunnel whose run, from :meth:`start` to :meth:`stop`, is one history record (its
+    sessions, one per reconnect, are not recorded separately)."""
+
+    def __init__(
+        self,
+        spec: TunnelSpec,
+        opener: SessionOpener,
+        *,
+        service: SessionService,
+        instance: Instance,
+        kind: SessionKind,
+        **kw: Any,
+    ) -> None:
+        super().__init__(spec, opener, **kw)
+        self._service = service
+        self._instance = instance
+        self._kind = kind
+        self._record_id: int | None = None
+
+    async def start(self) -> None:
+        extra = {"localPortNumber": [str(self.spec.local_port)]}
+        self._record_id = await self._service._record_start(self._instance, self._kind, None, extra)
+        try:
+            await super().start()
+        except Exception as exc:
+            await self._finish_record(str(exc))
+            raise
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._finish_record(self.stats.error or "stopped")
+
+    async def _finish_record(self, reason: str) -> None:
+        record_id, self._record_id = self._record_id, None
+        if record_id is None:
+            return
+        await self._service._record_end(
+            record_id,
+            end_reason=reason,
+            bytes_in=self.stats.bytes_in,
+            bytes_out=self.stats.bytes_out,
+            session_id=self.stats.session_id or None,
+        )

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import shutil
 import signal
 import sys
 import termios
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ssmtui.protocol import payloads as pl
@@ -91,8 +93,14 @@ async def run_shell(
     stdin_fd: int | None = None,
     stdout_fd: int | None = None,
     escape: bytes | None = b"~",
+    output_filter: Callable[[bytes], bytes] | None = None,
 ) -> ShellResult:
-    """Run the session on this terminal until it ends; returns the exit status to use."""
+    """Run the session on this terminal until it ends; returns the exit status to use.
+
+    ``output_filter`` sees (and may rewrite) every chunk of remote output before it is written.
+    When stdin is not a terminal (a pipe, a file, /dev/null), its end is passed on as Ctrl-D so
+    a remote shell or command reading it sees end of input, as with ``ssh host < file``.
+    """
     stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
     loop = asyncio.get_running_loop()
@@ -113,14 +121,13 @@ async def run_shell(
             last_size = size
             conn.send_nowait(PayloadType.SIZE, pl.encode_size(*size))
 
-    def on_stdin() -> None:
-        try:
-            data = os.read(stdin_fd, 1024)
-        except OSError:
-            data = b""
+    def on_input(data: bytes) -> None:
         if not data:
-            loop.remove_reader(stdin_fd)
-            return  # stdin closed: keep showing output until the remote side ends
+            # stdin closed: keep showing output until the remote side ends
+            if not is_tty and not conn.closed:
+                with contextlib.suppress(TransportError):
+                    conn.send_nowait(PayloadType.OUTPUT, b"\x04")
+            return
         action = None
         if filt is not None:
             data, action = filt.feed(data)
@@ -141,7 +148,9 @@ async def run_shell(
                 os.write(stdout_fd, ev.customer_message.encode() + b"\r\n")
             elif isinstance(ev, StreamData):
                 if ev.payload_type in (PayloadType.OUTPUT, PayloadType.STDERR):
-                    os.write(stdout_fd, ev.data)
+                    data = output_filter(ev.data) if output_filter is not None else ev.data
+                    if data:
+                        _write_all(stdout_fd, data)
                 elif ev.payload_type == PayloadType.EXIT_CODE:
                     with contextlib.suppress(pl.PayloadError):
                         exit_code = pl.decode_exit_code(ev.data)
@@ -153,9 +162,35 @@ async def run_shell(
                 finish(255, ev.reason)
         finish(exit_code if exit_code is not None else 255, conn.end_reason or "session ended")
 
+    def on_stdin() -> None:
+        try:
+            data = os.read(stdin_fd, 1024)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(stdin_fd)
+        on_input(data)
+
+    async def read_stdin_blocking() -> None:
+        """For stdin that cannot be polled (a regular file, /dev/null)."""
+        while True:
+            try:
+                data = await loop.run_in_executor(None, os.read, stdin_fd, 1024)
+            except OSError:
+                data = b""
+            on_input(data)
+            if not data:
+                return
+
     if saved is not None:
         tty.setraw(stdin_fd, termios.TCSANOW)
-    loop.add_reader(stdin_fd, on_stdin)
+    reader: asyncio.Task[None] | None = None
+    try:
+        loop.add_reader(stdin_fd, on_stdin)
+    except (OSError, ValueError):
+        reader = asyncio.create_task(read_stdin_blocking())
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGWINCH, send_size)
     poll = asyncio.create_task(_poll_size(send_size))
@@ -165,12 +200,26 @@ async def run_shell(
     finally:
         poll.cancel()
         events.cancel()
+        if reader is not None:
+            reader.cancel()
         loop.remove_reader(stdin_fd)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGWINCH)
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         await conn.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write everything, also to a non-blocking descriptor (a terminal shared with stdin)."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        view = view[written:]
 
 
 async def _poll_size(send_size: object) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,8 +97,10 @@ class Tunnel:
                 self._accept, self.spec.bind_host, self.spec.local_port, reuse_address=True
             )
         except OSError as exc:
+            # asyncio words it "error while attempting to bind on address (...): ..."
+            why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
             raise TransportError(
-                f"cannot listen on {self.spec.bind_host}:{self.spec.local_port}: {exc.strerror}"
+                f"cannot listen on {self.spec.bind_host}:{self.spec.local_port}: {why}"
             ) from exc
         sock = self._server.sockets[0]
         self.stats.local_port = sock.getsockname()[1]

@@ -35,7 +35,9 @@ from ssmtui.protocol.events import (
     HandshakeFailed,
     ProtocolError,
     ResendTimedOut,
+    StreamData,
 )
+from ssmtui.protocol.frames import PayloadType
 
 __all__ = [
     "ConnectionLost",
@@ -151,6 +153,7 @@ class DataChannelConnection:
         self._last_rx = time.time()
         self._ws: ClientConnection | None = None
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._pushed_back: list[Event] = []
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
         self._acked = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,6 +164,11 @@ class DataChannelConnection:
         self.resumes = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        #: The remote exit code, once an ExitCode payload arrived (command sessions).
+        self.exit_code: int | None = None
+        #: Awaited once each, in order, by the first :meth:`close` (e.g. to record the session's
+        #: end in the history); exceptions are logged, never raised.
+        self.close_hooks: list[Callable[[DataChannelConnection], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,6 +229,12 @@ class DataChannelConnection:
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
+        hooks, self.close_hooks = self.close_hooks, []
+        for hook in hooks:
+            try:
+                await hook(self)
+            except Exception:  # a hook (history, logging) must never break closing
+                log.warning("close hook failed", exc_info=True)
 
     @property
     def closed(self) -> bool:
@@ -244,6 +258,9 @@ class DataChannelConnection:
     async def events(self) -> AsyncIterator[Event]:
         """Channel events for the session layer, until the channel ends."""
         while True:
+            if self._pushed_back:
+                yield self._pushed_back.pop(0)
+                continue
             ev = await self._events.get()
             if ev is None:
                 self._events.put_nowait(None)  # let other readers end too
@@ -251,10 +268,17 @@ class DataChannelConnection:
             yield ev
 
     async def next_event(self, timeout: float | None = None) -> Event | None:
+        if self._pushed_back:
+            return self._pushed_back.pop(0)
         ev = await asyncio.wait_for(self._events.get(), timeout)
         if ev is None:
             self._events.put_nowait(None)
         return ev
+
+    def push_back(self, *events: Event) -> None:
+        """Hand events a caller has peeked at back: the next reader gets them first, in order
+        (the session-manager-plugin path looks at SessionReady before choosing a session layer)."""
+        self._pushed_back[:0] = events
 
     # ------------------------------------------------------------------ sending
 
@@ -342,6 +366,9 @@ class DataChannelConnection:
                 self._events.put_nowait(ev)
                 self._finish(getattr(ev, "reason", None) or "resend timed out")
                 return
+            if isinstance(ev, StreamData) and ev.payload_type == PayloadType.EXIT_CODE:
+                with contextlib.suppress(pl.PayloadError):
+                    self.exit_code = pl.decode_exit_code(ev.data)
             self._events.put_nowait(ev)
         if self.channel.in_flight < before or self.channel.in_flight < self._window:
             self._acked.set()
