@@ -191,14 +191,13 @@ class _Watch:
 async def _forward(
     ctx: AppContext, target: str, specs: Sequence[ForwardSpec], host: str | None, *, quiet: bool
 ) -> int:
-    from ssmtui.runtime import open_runtime
-    from ssmtui.services import SessionService
+    from ssmtui.runtime import open_runtime, session_service
 
     with session_errors():
         async with open_runtime(ctx) as rt:
             inst = await resolve_instance(rt, target, interactive=interactive())
             _check_remote_host(inst, host)
-            svc = SessionService(rt.clients, stall_timeout=stall_timeout())
+            svc = session_service(rt, stall_timeout=stall_timeout())
             pairs = [_tunnel(svc, inst, spec, host) for spec in specs]
             tunnels = [tunnel for tunnel, _ in pairs]
             stop = asyncio.Event()

@@ -305,14 +305,14 @@ async def _connect(
     reason: str | None,
     escape: bool,
 ) -> int:
-    from ssmtui.runtime import open_runtime
-    from ssmtui.services import SessionKind, SessionService
+    from ssmtui.runtime import open_runtime, session_service
+    from ssmtui.services import SessionKind
     from ssmtui.transport.shell import run_shell
 
     with session_errors(EXIT_SESSION_FAILED):
         async with open_runtime(ctx) as rt:
             inst = await resolve_instance(rt, target, interactive=interactive())
-            svc = SessionService(rt.clients, stall_timeout=stall_timeout())
+            svc = session_service(rt, stall_timeout=stall_timeout())
             marker = ExitMarker() if exit_status else None
             if marker is not None:
                 kind = SessionKind.command(wrap_for_exit_status(command), interactive=True)
@@ -366,14 +366,14 @@ def proxy_main(ctx: AppContext, args: Any) -> int:
 
 
 async def _proxy(ctx: AppContext, target: str, port: int) -> int:
-    from ssmtui.runtime import open_runtime
-    from ssmtui.services import SessionKind, SessionService
+    from ssmtui.runtime import open_runtime, session_service
+    from ssmtui.services import SessionKind
     from ssmtui.transport.proxy import run_stdio_proxy
 
     with session_errors(EXIT_SESSION_FAILED):
         async with open_runtime(ctx) as rt:
             inst = await resolve_instance(rt, target, interactive=False)
-            conn = await SessionService(rt.clients, stall_timeout=stall_timeout()).open(
+            conn = await session_service(rt, stall_timeout=stall_timeout()).open(
                 inst, SessionKind.ssh(port)
             )
             code = await run_stdio_proxy(conn, sys.stdin.fileno(), sys.stdout.fileno())
@@ -401,13 +401,13 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 async def _exec(ctx: AppContext, target: str, command: str) -> int:
-    from ssmtui.runtime import open_runtime
-    from ssmtui.services import SessionKind, SessionService
+    from ssmtui.runtime import open_runtime, session_service
+    from ssmtui.services import SessionKind
 
     with session_errors(EXIT_SESSION_FAILED):
         async with open_runtime(ctx) as rt:
             inst = await resolve_instance(rt, target, interactive=interactive())
-            svc = SessionService(rt.clients, stall_timeout=stall_timeout())
+            svc = session_service(rt, stall_timeout=stall_timeout())
             conn = await svc.open(inst, SessionKind.command(command))
             code = await _collect(conn)
             if code is None:

@@ -172,3 +172,27 @@ def load_demo_fleet(path: Path | None, load_fleet: Any, default_fleet: Any) -> A
         raise ConfigError(f"cannot read fleet file ({exc.strerror})", path=str(path)) from exc
     except ValueError as exc:  # includes tomllib.TOMLDecodeError
         raise ConfigError(f"bad fleet file: {exc}", path=str(path), cause=exc) from exc
+
+
+def open_history() -> Any:
+    """The session history (``ssmtui.store.history.History``), or None when it is switched off
+    (``SSMTUI_HISTORY=off``) or cannot be opened — a history problem never stops a session."""
+    if os.environ.get("SSMTUI_HISTORY", "").lower() in ("0", "off", "no", "false"):
+        return None
+    try:
+        from ssmtui.store.history import History
+
+        return History()
+    except Exception as exc:  # a read-only home, a newer schema, ...
+        import logging
+
+        logging.getLogger(__name__).warning("session history is off: %s", exc)
+        return None
+
+
+def session_service(runtime: Runtime, **kwargs: Any) -> Any:
+    """The :class:`~ssmtui.services.SessionService` of this run, recording to the history."""
+    from ssmtui.services import SessionService
+
+    kwargs.setdefault("history", open_history())
+    return SessionService(runtime.clients, **kwargs)

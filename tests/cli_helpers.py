@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -46,6 +47,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         NO_PROXY="127.0.0.1,localhost",
         XDG_CONFIG_HOME=str(ROOT / "tests" / "no-such-config-dir"),
         TERM="xterm",
+        SSMTUI_DATA_DIR=str(Path(tempfile.gettempdir()) / f"ssmtui-test-data-{os.getpid()}"),
     )
     env.update(extra)
     return env

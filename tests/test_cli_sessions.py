@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -228,6 +229,18 @@ def test_exec_streams_and_exit_code() -> None:
     assert (res.stdout, res.stderr) == ("to-stdout\n", "to-stderr\n")
     res = run_cli("--demo", "exec", "web-dev-1", "--", "echo a; echo b")
     assert (res.returncode, res.stdout) == (0, "a\nb\n")
+
+
+def test_sessions_are_recorded_in_the_history(tmp_path: Path) -> None:
+    from ssmtui.store.history import History
+
+    env = clean_env(SSMTUI_DATA_DIR=str(tmp_path))
+    res = run_cli("--demo", "exec", "web-dev-1", "--", "exit 3", env=env)
+    assert res.returncode == 3, res
+    rows = History(tmp_path / "history.sqlite3").list()
+    assert [(r.kind, r.instance_name, r.exit_status) for r in rows] == [("command", "web-dev-1", 3)]
+    assert rows[0].ended_at is not None and rows[0].bytes_in > 0
+    assert oct((tmp_path / "history.sqlite3").stat().st_mode & 0o777) == "0o600"
 
 
 # --------------------------------------------------------------------------- forward
