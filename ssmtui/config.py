@@ -9,7 +9,7 @@ The file lives at ``$XDG_CONFIG_HOME/ssmtui/config.toml`` (``~/.config/ssmtui/co
     theme = "textual-dark"
     favourites = ["web-dev-1", "i-0abc1234def567890"]
     ca_bundle = "~/corp-ca.pem"      # else AWS_CA_BUNDLE / the profile's ca_bundle
-    client_version = "1.2.707.0"     # the ClientVersion sent in the data-channel handshake
+    client_version = "1.2.764.0"     # the ClientVersion sent in the data-channel handshake
     max_attempts = 3                 # AWS API attempts (standard retry mode)
     proxies = { https = "http://proxy.corp:3128" }
     endpoints = { ssm = "https://ssm.vpce.example", ec2 = "…", kms = "…", sts = "…" }

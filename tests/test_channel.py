@@ -323,9 +323,9 @@ def test_port_handshake_pair() -> None:
     ready = [e for e in net.events["client"] if isinstance(e, SessionReady)]
     assert ready == [SessionReady("Port", props, "3.3.987.0", True)]
     done = [e for e in net.events["agent"] if isinstance(e, HandshakeCompleted)]
-    assert done == [HandshakeCompleted("", False, "1.2.707.0")]
+    assert done == [HandshakeCompleted("", False, "1.2.764.0")]
     assert net.received("agent") == b"SMUX"
-    assert net.agent.client_version == "1.2.707.0"
+    assert net.agent.client_version == "1.2.764.0"
 
 
 @pytest.mark.parametrize("challenge_ack", [True, False])

@@ -59,7 +59,7 @@ from .reliability import SendBuffer
 
 __all__ = ["ChannelConfig", "ChannelStateError", "DataChannel", "Role"]
 
-DEFAULT_CLIENT_VERSION = "1.2.707.0"
+DEFAULT_CLIENT_VERSION = "1.2.764.0"
 DEFAULT_AGENT_VERSION = "3.3.987.0"
 SESSION_TYPES = frozenset(
     {"Standard_Stream", "InteractiveCommands", "NonInteractiveCommands", "Port"}
