@@ -306,15 +306,20 @@ class DataChannelConnection:
         self._arm_timer()
 
     async def _writer(self) -> None:
+        """The only writer: frames go out in the order the channel produced them, batched into
+        one socket write per wake-up (one ack per frame received makes per-frame writes the
+        transport's main cost)."""
         while True:
-            msg = await self._outgoing.get()
+            batch = [await self._outgoing.get()]
+            while not self._outgoing.empty() and len(batch) < 512:
+                batch.append(self._outgoing.get_nowait())
             ws = self._ws
             if ws is None:
                 continue
             try:
-                await ws.send(msg)
+                await _send_batch(ws, batch)
             except ConnectionClosed:
-                # the frame stays in the channel's outgoing buffer and is resent after resume
+                # the frames stay in the channel's outgoing buffer and are resent after resume
                 continue
 
     async def _watchdog(self) -> None:
@@ -333,21 +338,24 @@ class DataChannelConnection:
     # ------------------------------------------------------------------ timer
 
     def _arm_timer(self) -> None:
+        """Keep one loop timer no later than the channel's deadline. A later deadline (the usual
+        case after an ack) leaves the armed timer alone; it re-checks when it fires."""
         when = self.channel.get_timer()
-        if when == self._timer_at:
+        if when is None or (self._timer_at is not None and self._timer_at <= when):
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = when
-        if when is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, when - time.time()), self._on_timer)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, when - time.time()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._handle(self.channel.handle_timer(time.time()))
+        now = time.time()
+        when = self.channel.get_timer()
+        if when is not None and when <= now:
+            self._handle(self.channel.handle_timer(now))
         self._pump()
 
     # ------------------------------------------------------------------ receiving
@@ -434,3 +442,17 @@ class DataChannelConnection:
         msg = f"{reason}; could not resume the session: {last}"
         self._finish(msg, ConnectionLost(msg))
         return False
+
+
+async def _send_batch(ws: ClientConnection, batch: list[bytes]) -> None:
+    """Write several binary messages with one flush when websockets exposes its sans-I/O
+    protocol (it does since version 13), else one ``send`` each."""
+    send_context = getattr(ws, "send_context", None)
+    protocol = getattr(ws, "protocol", None)
+    if send_context is None or protocol is None:
+        for msg in batch:
+            await ws.send(msg)
+        return
+    async with send_context():
+        for msg in batch:
+            protocol.send_binary(msg)
