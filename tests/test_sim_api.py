@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from ssmtui.sim.fleet import (
     load_fleet,
 )
 from ssmtui.sim.state import SimSession
+from tests.sim_harness import aws_env  # noqa: F401  (autouse: no machine-wide AWS/proxy settings)
 
 SCOPES = [("dev", "us-east-1"), ("dev", "eu-west-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
 #: Registered (SSM-visible) nodes per profile/region in the shipped fleet.
@@ -52,26 +52,8 @@ ClientFactory = Callable[..., Any]
 # --------------------------------------------------------------------------- fixtures/helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def aws_env() -> Iterator[None]:
-    """Keep machine-wide AWS/proxy settings (AWS_PROFILE, AWS_CA_BUNDLE, HTTPS_PROXY...) out."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("AWS_") or name.lower() in (
-                "http_proxy",
-                "https_proxy",
-                "all_proxy",
-            ):
-                mp.delenv(name)
-        mp.setenv("AWS_CONFIG_FILE", "/dev/null")
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
-        yield
-
-
 @pytest.fixture(scope="module")
-def server(aws_env: None) -> Iterator[SimServer]:
+def server(aws_env: None) -> Iterator[SimServer]:  # noqa: F811
     """The default demo fleet served from a background thread (boto3 is synchronous)."""
     with serve_in_thread(default_fleet()) as srv:
         yield srv

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,6 +26,7 @@ from ssmtui.ui.screens.fleet import FleetScreen
 from ssmtui.ui.screens.help import HelpScreen
 from ssmtui.ui.source import AwsFleetSource, demo_scopes
 from ssmtui.ui.widgets.fleet_table import FleetTable
+from tests.sim_harness import aws_env  # noqa: F401  (autouse: no machine-wide AWS/proxy settings)
 
 SIZE = (160, 48)
 SCOPES = [
@@ -35,24 +35,6 @@ SCOPES = [
     FleetScope("prod", "us-east-1"),
     FleetScope("prod", "eu-west-1"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def aws_env() -> Iterator[None]:
-    """Keep machine-wide AWS/proxy settings (AWS_PROFILE, HTTPS_PROXY…) out of the clients."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("AWS_") or name.lower() in (
-                "http_proxy",
-                "https_proxy",
-                "all_proxy",
-            ):
-                mp.delenv(name)
-        mp.setenv("AWS_CONFIG_FILE", "/dev/null")
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
-        yield
 
 
 @dataclass
