@@ -166,9 +166,14 @@ def test_screenshot_script_writes_the_fleet_svg(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     svg_path = tmp_path / "fleet.svg"
-    assert res.stdout.strip() == str(svg_path)
+    names = ("fleet.svg", "shell.svg", "tunnels.svg")
+    assert res.stdout.split() == [str(tmp_path / name) for name in names]
     svg = html.unescape(svg_path.read_text(encoding="utf-8")).replace("\xa0", " ")
     assert svg.startswith("<svg")
     for inst in default_fleet().instances[:5]:
         assert inst.name in svg
     assert "Tags (" in svg  # the details panel is open in the shot
+    shell = html.unescape((tmp_path / "shell.svg").read_text(encoding="utf-8")).replace("\xa0", " ")
+    assert "ssm-user@web-dev-1" in shell and ">42 " in shell  # a shell tab after a command
+    tunnels = html.unescape((tmp_path / "tunnels.svg").read_text(encoding="utf-8"))
+    assert "web-dev-1 → " in tunnels.replace("\xa0", " ") and "smux" in tunnels

@@ -1,29 +1,41 @@
 """The Textual app and its one factory, :func:`create_app` (used by the CLI, tests and screenshots).
 
 The app is a thin shell: it shows the :class:`~ssmtui.ui.screens.fleet.FleetScreen`, owns the
-global keys (quit, help, command palette) and decides what connect / forward intents do. Until
-session tabs land, an intent without a handler shows a notification.
+global keys (quit, help, command palette) and decides what connect / forward intents do. With a
+:class:`~ssmtui.services.SessionService` (``services=``), a :class:`~ssmtui.ui.workbench.Workbench`
+opens shells in tabs and runs tunnels; without one, an intent without a handler shows a notice.
+:func:`run_tui` (:mod:`ssmtui.ui.run`) is what the CLI runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import ClassVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from ssmtui.errors import ConfigError, SsmtuiError
 from ssmtui.models import Instance
+from ssmtui.store.history import History
 from ssmtui.ui.commands import FleetCommands
 from ssmtui.ui.messages import ConnectRequested, ForwardRequested
 from ssmtui.ui.screens.fleet import FleetScreen
 from ssmtui.ui.screens.help import HelpScreen, KeyRow
+from ssmtui.ui.screens.history import HistoryScreen
+from ssmtui.ui.screens.sessions import tab_bindings
 from ssmtui.ui.source import FleetSource
+from ssmtui.ui.workbench import Resolver, Workbench
+from ssmtui.ui.workbench_commands import WorkbenchCommands
 
-__all__ = ["InstanceHandler", "SsmtuiApp", "create_app"]
+if TYPE_CHECKING:
+    from ssmtui.config import TunnelPreset
+    from ssmtui.runtime import AppContext
+    from ssmtui.services import SessionService
+
+__all__ = ["InstanceHandler", "SsmtuiApp", "create_app", "run_tui"]
 
 #: What the app calls for a connect / forward intent.
 InstanceHandler = Callable[[Instance], Awaitable[None]]
@@ -36,11 +48,15 @@ class SsmtuiApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "ssmtui"
-    COMMANDS = App.COMMANDS | {FleetCommands}
+    COMMANDS = App.COMMANDS | {FleetCommands, WorkbenchCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Keys", key_display="?", id="app.help"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
+        Binding("h", "history", "History", id="app.history"),
+        # sessions & tunnels (active with services=; priority: they reach past a shell tab)
+        Binding("t", "tunnels", "Tunnels", id="app.tunnels"),
+        *tab_bindings(show=False),  # shown in the footer of the session and tunnel screens
     ]
 
     def __init__(
@@ -52,8 +68,23 @@ class SsmtuiApp(App[None]):
         subtitle: str | None = None,
         on_connect: InstanceHandler | None = None,
         on_forward: InstanceHandler | None = None,
+        history: History | None = None,
+        services: SessionService | None = None,
+        tunnel_presets: Sequence[TunnelPreset] = (),
+        resolver: Resolver | None = None,
     ) -> None:
         super().__init__()
+        #: Sessions in tabs and tunnels (None without ``services``).
+        self.workbench = (
+            Workbench(self, services, presets=tunnel_presets, resolver=resolver)
+            if services is not None
+            else None
+        )
+        if self.workbench is not None:
+            on_connect = on_connect or self.workbench.connect
+            on_forward = on_forward or self.workbench.forward
+        #: The session history the ``h`` screen shows (None: history is off).
+        self.history = history
         self.source = source
         self.refresh_interval = refresh_interval
         self.title = title
@@ -99,6 +130,45 @@ class SsmtuiApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_rows()))
 
+    def action_history(self) -> None:
+        """``h``: the session history (search, re-launch, replay)."""
+        if self.history is None:
+            self.notify("Session history is off.", title="History")
+        elif not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self.history, find_instance=self._find_instance))
+
+    def _find_instance(self, instance_id: str) -> Instance | None:
+        """The instance with this id in the current fleet listing."""
+        return self.fleet.result.by_id().get(instance_id)
+
+    # ----------------------------------------------------------------- sessions & tunnels
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Tab and tunnel keys need a workbench (and no dialog open)."""
+        if action in ("tunnels", "goto", "cycle"):
+            return self.workbench is not None and not isinstance(self.screen, ModalScreen)
+        return True
+
+    async def action_tunnels(self) -> None:
+        """``t``: the tunnels screen."""
+        if self.workbench is not None:
+            await self.workbench.show_tunnels()
+
+    async def action_goto(self, number: int) -> None:
+        """``alt+1`` the fleet, ``alt+2…9`` session tabs."""
+        if self.workbench is not None:
+            await self.workbench.goto_number(number)
+
+    async def action_cycle(self, step: int) -> None:
+        """``ctrl+pgup/pgdn``: fleet, session tabs, tunnels in turn."""
+        if self.workbench is not None:
+            await self.workbench.cycle(step)
+
+    @on(events.Unmount)
+    async def _close_workbench(self) -> None:
+        if self.workbench is not None:
+            await self.workbench.aclose()
+
     @on(ConnectRequested)
     def _connect(self, message: ConnectRequested) -> None:
         self._dispatch(self.connect_handler, message.instance, "Connect")
@@ -141,12 +211,19 @@ def create_app(
     on_forward: InstanceHandler | None = None,
     keymap: Mapping[str, str] | None = None,
     theme: str | None = None,
+    history: History | None = None,
+    services: SessionService | None = None,
+    tunnel_presets: Sequence[TunnelPreset] = (),
+    resolver: Resolver | None = None,
 ) -> SsmtuiApp:
     """The ssmtui app over ``source``.
 
     ``refresh_interval`` seconds between background refreshes (0 disables them);
     ``on_connect`` / ``on_forward`` handle the intents (default: a "next release" notice);
-    ``keymap`` maps binding ids (see the ``?`` screen) to keys; ``theme`` names a Textual theme.
+    ``keymap`` maps binding ids (see the ``?`` screen) to keys; ``theme`` names a Textual theme;
+    ``history`` is shown by the ``h`` screen (None: history is off); ``services`` (a
+    :class:`~ssmtui.services.SessionService`) turns on shells in tabs and tunnels, with
+    ``tunnel_presets`` from the config and ``resolver`` finding their targets.
     """
     app = SsmtuiApp(
         source,
@@ -155,6 +232,10 @@ def create_app(
         subtitle=subtitle,
         on_connect=on_connect,
         on_forward=on_forward,
+        history=history,
+        services=services,
+        tunnel_presets=tunnel_presets,
+        resolver=resolver,
     )
     if keymap:
         app.set_keymap(dict(keymap))
@@ -166,3 +247,10 @@ def create_app(
             )
         app.theme = theme
     return app
+
+
+def run_tui(ctx: AppContext) -> int:
+    """Run the TUI for the CLI (see :func:`ssmtui.ui.run.run_tui`); returns the exit status."""
+    from ssmtui.ui.run import run_tui as run
+
+    return run(ctx)

@@ -1,4 +1,4 @@
-"""Command palette (ctrl+p) entries: every fleet-screen action, plus "Connect to <instance>".
+"""Command palette (ctrl+p) entries: every fleet-screen action, plus "Open shell on <instance>".
 
 The provider only calls the fleet screen's public methods (which post intents or change the
 view); it never talks to AWS.
@@ -52,6 +52,11 @@ def fleet_commands(screen: FleetScreen) -> list[Command]:
         ("Reverse sort order", "Flip ascending/descending (S)", screen.action_sort_reverse),
         ("Toggle details panel", "Show every field and tag (d)", screen.action_toggle_details),
         ("Show keys", "List every key binding (?)", partial(screen.app.run_action, "help")),
+        (
+            "Show history",
+            "Past sessions: search, re-launch, replay (h)",
+            partial(screen.app.run_action, "history"),
+        ),
     ]
     for col in COLUMNS:
         cmds.append(
@@ -117,10 +122,11 @@ class FleetCommands(Provider):
     async def _instance_hits(self, screen: FleetScreen, query: str) -> Hits:
         words = query.strip().lower().split()
         verb = "connect"
-        if words and words[0] in ("connect", "conn", "ssh", "shell", "forward", "fwd", "port"):
-            verb = "forward" if words[0] in ("forward", "fwd", "port") else "connect"
+        said = words[0] if words else ""
+        if said in ("connect", "conn", "ssh", "shell", "open", "forward", "fwd", "port"):
+            verb = "forward" if said in ("forward", "fwd", "port") else "connect"
             words = words[1:]
-        if words and words[0] == "to":
+        if words and words[0] in ("to", "on", "from"):
             words = words[1:]
         needle = " ".join(words)
         if not needle:
@@ -132,7 +138,9 @@ class FleetCommands(Provider):
             if needle not in name.lower() and needle not in inst.instance_id:
                 continue
             if verb == "connect":
-                title = f"Connect to {name}"
+                # "connect web" -> "Connect to web-1"; otherwise say what happens
+                verb_text = "Connect to" if said in ("connect", "conn") else "Open shell on"
+                title = f"{verb_text} {name}"
                 action = partial(screen.request_connect, inst)
             else:
                 title = f"Forward a port from {name}"

@@ -1,7 +1,9 @@
 """Save SVG screenshots of the UI on the demo fleet: ``python -m ssmtui.ui.screenshots [DIR]``.
 
 Runs the real stack headless (loopback demo AWS endpoint -> aws clients -> list_fleet -> the app)
-and writes ``DIR/fleet.svg`` (default ``screenshots/``). Used by the docs and by a test.
+and writes ``DIR/fleet.svg`` (default ``screenshots/``), then, with the demo agents attached,
+``DIR/shell.svg`` (a shell tab after a command) and ``DIR/tunnels.svg`` (a tunnel carrying
+bytes to a local echo server). Used by the docs and by a test.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ssmtui.ui.app import create_app
 from ssmtui.ui.source import demo_fleet_source
@@ -46,6 +50,77 @@ async def take_screenshots(out_dir: Path, size: tuple[int, int] = SIZE) -> list[
             path = out_dir / "fleet.svg"
             path.write_text(app.export_screenshot(title="ssmtui — fleet"), encoding="utf-8")
             written.append(path)
+    written.extend(await _session_screenshots(out_dir, size))
+    return written
+
+
+SHELL_COMMAND = (
+    "echo $((6*7)); printf '\\033[1;32m%s\\033[0m \\033[36m%s\\033[0m\\n' colours work;"
+    " ls --color=always -F /"
+)
+
+
+async def _until(pilot: Any, cond: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+
+
+async def _session_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
+    """``shell.svg`` and ``tunnels.svg``: the demo fleet with its agents, through the real stack."""
+    from ssmtui.config import Config
+    from ssmtui.runtime import AppContext, open_runtime
+    from ssmtui.services import SessionService
+    from ssmtui.transport.tunnel import TunnelSpec
+    from ssmtui.ui.source import AwsFleetSource
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    written: list[Path] = []
+    echo_server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    echo_port = echo_server.sockets[0].getsockname()[1]
+    async with open_runtime(AppContext(Config(), demo=True)) as rt:
+        app = create_app(
+            AwsFleetSource(rt.clients, rt.scopes),
+            refresh_interval=0,
+            title="ssmtui",
+            subtitle="demo fleet",
+            services=SessionService(rt.clients),
+        )
+        async with app.run_test(size=size) as pilot:
+            bench = app.workbench
+            assert bench is not None
+            await _until(pilot, lambda: app.fleet.fleet_loaded)
+            web = next(i for i in app.fleet.index.instances if i.display_name == "web-dev-1")
+            tab = await bench.open_shell(web)
+            await _until(
+                pilot, lambda: any(ln.endswith("$") for ln in tab.terminal.display_lines())
+            )
+            await pilot.press(*SHELL_COMMAND, "enter")
+            await _until(pilot, lambda: "42" in tab.terminal.display_lines())
+            await pilot.pause(0.5)
+            path = out_dir / "shell.svg"
+            path.write_text(app.export_screenshot(title="ssmtui — shell tab"), encoding="utf-8")
+            written.append(path)
+
+            entry = await bench.start_tunnel(web, TunnelSpec(web.instance_id, 0, echo_port))
+            await _until(pilot, lambda: entry.state == "up")
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", entry.local_port)
+                writer.write(b"x" * 200_000)
+                await reader.readexactly(200_000)
+                writer.close()
+                await pilot.pause(1.0)
+            await bench.show_tunnels(entry.key)
+            await pilot.pause(0.3)
+            path = out_dir / "tunnels.svg"
+            path.write_text(app.export_screenshot(title="ssmtui — tunnels"), encoding="utf-8")
+            written.append(path)
+    echo_server.close()
     return written
 
 

@@ -35,6 +35,13 @@ TABLE_KEYS: tuple[KeyRow, ...] = (
     ("click a header", "sort by that column (again: reverse)", ""),
 )
 
+#: Keys inside a shell tab (every other key goes to the remote shell).
+TERMINAL_KEYS: tuple[KeyRow, ...] = (
+    ("shift+PgUp shift+PgDn, wheel", "scroll back in a shell tab", ""),
+    ("drag (shift+drag)", "select and copy to the clipboard", ""),
+    ("ctrl+]  or  Enter ~ .", "leave full terminal mode", ""),
+)
+
 
 class HelpScreen(ModalScreen[None]):
     """A modal list of keys; any of Esc, q or ? closes it."""
@@ -45,7 +52,7 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, keys: Iterable[KeyRow]) -> None:
         super().__init__(id="help")
-        self.keys = list(keys) + list(TABLE_KEYS)
+        self.keys = list(keys) + list(TABLE_KEYS) + list(TERMINAL_KEYS)
 
     def compose(self) -> ComposeResult:
         """Title, key table, filter syntax."""

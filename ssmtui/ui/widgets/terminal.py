@@ -1,0 +1,533 @@
+"""A terminal widget: a :class:`~ssmtui.ui.widgets.terminal_vt.VirtualTerminal` on screen.
+
+The widget knows nothing about sessions. Output comes in through :meth:`Terminal.feed` (which
+only queues it); a timer parses the queue under a time budget and repaints at most every
+:data:`REFRESH` seconds, so a flood never freezes the app. Input goes out as
+:class:`Terminal.Input` messages (keys translated to xterm bytes, pastes, mouse reports when the
+remote program asked for them); size changes as :class:`Terminal.Resized`.
+
+Also: 16/256/truecolour, bold/italic/underline/reverse/strike, the cursor, the alternate screen,
+scrollback (shift+PgUp/PgDn or the wheel), and mouse selection that copies to the clipboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar
+
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Size
+from textual.message import Message
+from textual.strip import Strip
+from textual.timer import Timer
+from textual.widget import Widget
+
+from ssmtui.ui.widgets.terminal_keys import encode_mouse, encode_paste, key_to_bytes
+from ssmtui.ui.widgets.terminal_vt import MOUSE_ANY, MOUSE_BUTTON, MOUSE_SGR, Row, VirtualTerminal
+
+__all__ = ["REFRESH", "Terminal"]
+
+#: Seconds between repaints while output is arriving (~40 fps).
+REFRESH = 0.025
+#: Seconds of parsing per repaint tick (the rest of the tick is the app's).
+BUDGET = 0.008
+
+_ANSI = {
+    "black": 0,
+    "red": 1,
+    "green": 2,
+    "brown": 3,
+    "yellow": 3,
+    "blue": 4,
+    "magenta": 5,
+    "cyan": 6,
+    "white": 7,
+}
+#: (fg, bg, bold, italics, underscore, strikethrough, reverse, blink)
+Attrs = tuple[str, str, bool, bool, bool, bool, bool, bool]
+DEFAULT_ATTRS: Attrs = ("default", "default", False, False, False, False, False, False)
+
+
+@lru_cache(maxsize=1024)
+def _color(name: str) -> Color | None:
+    """pyte's colour names (``red``, ``brightred``, ``ff8700``) as rich colours."""
+    if name == "default":
+        return None
+    if name in _ANSI:
+        return Color.from_ansi(_ANSI[name])
+    if name.startswith(("bright", "bfight")) and name[6:] in _ANSI:
+        return Color.from_ansi(_ANSI[name[6:]] + 8)
+    if len(name) == 6:
+        try:
+            return Color.from_rgb(int(name[0:2], 16), int(name[2:4], 16), int(name[4:6], 16))
+        except ValueError:
+            return None
+    return None
+
+
+@lru_cache(maxsize=4096)
+def cell_style(attrs: Attrs) -> Style:
+    """The rich style of a cell's pyte attributes."""
+    fg, bg, bold, italics, underscore, strike, reverse, blink = attrs
+    return Style(
+        color=_color(fg),
+        bgcolor=_color(bg),
+        bold=bold or None,
+        italic=italics or None,
+        underline=underscore or None,
+        strike=strike or None,
+        reverse=reverse or None,
+        blink=blink or None,
+    )
+
+
+def _flip(attrs: Attrs) -> Attrs:
+    fg, bg, bold, italics, underscore, strike, reverse, blink = attrs
+    return (fg, bg, bold, italics, underscore, strike, not reverse, blink)
+
+
+def _underlined(attrs: Attrs) -> Attrs:
+    fg, bg, bold, italics, _, strike, reverse, blink = attrs
+    return (fg, bg, bold, italics, True, strike, reverse, blink)
+
+
+def row_segments(
+    row: Row | None,
+    columns: int,
+    *,
+    marked: tuple[int, int] | None = None,
+    cursor: int = -1,
+    cursor_solid: bool = True,
+) -> list[Segment]:
+    """Segments for one row: runs of equal style; ``marked`` columns [a, b) shown reversed."""
+    if row is None and marked is None and cursor < 0:
+        return [Segment(" " * columns)]
+    segments: list[Segment] = []
+    run: list[str] = []
+    run_attrs: Attrs | None = None
+    lo, hi = marked if marked is not None else (-1, -1)
+    for x in range(columns):
+        if row is None or isinstance(row, str):
+            data = row[x] if row is not None and x < len(row) else " "
+            attrs = DEFAULT_ATTRS
+        else:
+            char = row[x]
+            data = char.data
+            if not data:  # the second cell of a wide character
+                continue
+            attrs = char[1:]
+        if lo <= x < hi:
+            attrs = _flip(attrs)
+        if x == cursor:
+            attrs = _flip(attrs) if cursor_solid else _underlined(attrs)
+        if attrs != run_attrs:
+            if run:
+                segments.append(Segment("".join(run), cell_style(run_attrs)))
+            run = []
+            run_attrs = attrs
+        run.append(data)
+    if run:
+        segments.append(Segment("".join(run), cell_style(run_attrs)))
+    return segments
+
+
+class Terminal(Widget, can_focus=True):
+    """A terminal screen: feed it output, read :class:`Input` messages for what was typed."""
+
+    DEFAULT_CSS = """
+    Terminal {
+        width: 1fr;
+        height: 1fr;
+        background: $background;
+        color: $foreground;
+        overflow: hidden;
+    }
+    """
+
+    ALLOW_SELECT: ClassVar[bool] = False
+
+    @dataclass
+    class Input(Message):
+        """Bytes for the remote program (typed, pasted, mouse reports, terminal replies)."""
+
+        terminal: Terminal
+        data: bytes
+
+        @property
+        def control(self) -> Terminal:
+            """The terminal that produced the input."""
+            return self.terminal
+
+    @dataclass
+    class Resized(Message):
+        """The terminal's size in cells changed."""
+
+        terminal: Terminal
+        columns: int
+        lines: int
+
+        @property
+        def control(self) -> Terminal:
+            """The terminal that was resized."""
+            return self.terminal
+
+    def __init__(
+        self,
+        *,
+        scrollback: int = 5000,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.vt = VirtualTerminal(80, 24, scrollback=scrollback, respond=self._reply)
+        self._ticker: Timer | None = None
+        self._strips: dict[int, Strip] = {}
+        #: None: follow the output; else the absolute row shown at the top (scrolled back).
+        self._view_top: int | None = None
+        self._anchor: tuple[int, int] | None = None
+        self._head: tuple[int, int] | None = None
+        self._selecting = False
+        self._mouse_down_button = 0
+        self.copied: str = ""
+        #: Largest single parse tick (seconds), for tests and the curious.
+        self.longest_tick = 0.0
+
+    # ------------------------------------------------------------------ output
+
+    def feed(self, data: bytes) -> None:
+        """Queue remote output (parsed on the next tick; never blocks)."""
+        if not data:
+            return
+        self.vt.feed(data)
+        if self._ticker is not None:
+            self._ticker.resume()
+
+    def on_mount(self) -> None:
+        """Start the (paused) repaint ticker."""
+        self._ticker = self.set_interval(REFRESH, self._tick, pause=True, name="terminal-tick")
+        if self.vt.pending:
+            self._ticker.resume()
+
+    def _tick(self) -> None:
+        started = self.vt.clock()
+        try:
+            more = self.vt.process(BUDGET)
+        except Exception as err:  # an emulator bug must not take the app down: drop the output
+            self.log.error("terminal emulator failed", err)
+            self.vt.pending.clear()
+            more = False
+        self.longest_tick = max(self.longest_tick, self.vt.clock() - started)
+        self._take_dirty()
+        if not more and self._ticker is not None:
+            self._ticker.pause()
+
+    def flush(self) -> None:
+        """Parse everything queued now (tests, screenshots)."""
+        self.vt.process(None)
+        self._take_dirty()
+
+    def _take_dirty(self) -> None:
+        dirty = self.vt.screen.dirty
+        if dirty:
+            for y in dirty:
+                self._strips.pop(y, None)
+            dirty.clear()
+            self.refresh()
+        elif self._view_top is not None:
+            self.refresh()
+
+    def _reply(self, data: bytes) -> None:
+        self.post_message(self.Input(self, data))
+
+    # ------------------------------------------------------------------ geometry
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Resize the emulator to the widget; tell the session."""
+        columns, lines = max(1, self.size.width), max(1, self.size.height)
+        if (columns, lines) == (self.vt.columns, self.vt.lines):
+            return
+        self.resize_emulator(columns, lines)
+        self.post_message(self.Resized(self, columns, lines))
+
+    def resize_emulator(self, columns: int, lines: int) -> None:
+        """Give the emulated screen this size (the widget's own size, or another terminal's)."""
+        self.vt.resize(columns, lines)
+        self._strips.clear()
+        self.vt.screen.dirty.clear()
+        self.refresh()
+
+    def fit(self) -> tuple[int, int]:
+        """Back to the widget's size; returns ``(columns, lines)``."""
+        columns, lines = max(1, self.size.width), max(1, self.size.height)
+        self.resize_emulator(columns, lines)
+        return columns, lines
+
+    @property
+    def terminal_size(self) -> Size:
+        """Columns × lines of the emulated screen."""
+        return Size(self.vt.columns, self.vt.lines)
+
+    def _row(self, absolute: int) -> Row | None:
+        scr = self.vt.screen
+        if absolute >= scr.scrolled:
+            return scr.buffer.get(absolute - scr.scrolled)
+        index = absolute - (scr.scrolled - len(scr.scrollback))
+        return scr.scrollback[index] if index >= 0 else None
+
+    @property
+    def scrollback_offset(self) -> int:
+        """Rows scrolled back from the live screen (0: following the output)."""
+        if self._view_top is None:
+            return 0
+        return max(0, self.vt.screen.scrolled - self._view_top)
+
+    def scroll_lines(self, delta: int) -> None:
+        """Scroll the view ``delta`` rows (negative: back into the scrollback)."""
+        scr = self.vt.screen
+        oldest = scr.scrolled - len(scr.scrollback)
+        top = scr.scrolled if self._view_top is None else self._view_top
+        top = min(max(oldest, top + delta), scr.scrolled)
+        self._view_top = None if top >= scr.scrolled else top
+        self.refresh()
+
+    def scroll_to_live(self) -> None:
+        """Follow the output again."""
+        if self._view_top is not None:
+            self._view_top = None
+            self.refresh()
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_line(self, y: int) -> Strip:
+        """One row: the live screen, or scrollback when scrolled back; selection and cursor."""
+        scr = self.vt.screen
+        columns = scr.columns
+        top = scr.scrolled if self._view_top is None else self._view_top
+        absolute = top + y
+        marked = self._marked(absolute, columns)
+        live = self._view_top is None
+        cursor = -1
+        if live and y == scr.cursor.y and not scr.cursor.hidden:
+            cursor = min(scr.cursor.x, columns - 1)
+        if live and marked is None and cursor < 0:
+            strip = self._strips.get(y)
+            if strip is None:
+                strip = self._strip(row_segments(scr.buffer.get(y), columns))
+                self._strips[y] = strip
+            return strip
+        row = self._row(absolute) if y < scr.lines or not live else None
+        segments = row_segments(
+            row, columns, marked=marked, cursor=cursor, cursor_solid=self.has_focus
+        )
+        return self._strip(segments)
+
+    def _strip(self, segments: list[Segment]) -> Strip:
+        width = self.size.width
+        strip = Strip(segments).apply_style(self.rich_style)
+        if strip.cell_length < width:
+            strip = strip.extend_cell_length(width, self.rich_style)
+        elif strip.cell_length > width:
+            strip = strip.crop(0, width)
+        return strip
+
+    def on_focus(self) -> None:
+        """Solid cursor."""
+        self._strips.pop(self.vt.screen.cursor.y, None)
+        self.refresh()
+
+    def on_blur(self) -> None:
+        """Hollow cursor."""
+        self.refresh()
+
+    # ------------------------------------------------------------------ keyboard & paste
+
+    def on_key(self, event: events.Key) -> None:
+        """Translate the key and send it (scrollback keys stay here)."""
+        if event.key in ("shift+pageup", "shift+pagedown"):
+            page = max(1, self.vt.lines - 1)
+            self.scroll_lines(-page if event.key == "shift+pageup" else page)
+            event.stop()
+            event.prevent_default()
+            return
+        data = key_to_bytes(event.key, event.character, app_cursor=self.vt.screen.app_cursor_keys)
+        if data is None:
+            return
+        event.stop()
+        event.prevent_default()
+        self.clear_selection()
+        self.scroll_to_live()
+        self.post_message(self.Input(self, data))
+
+    def on_paste(self, event: events.Paste) -> None:
+        """Send pasted text (bracketed when the remote asked for it)."""
+        event.stop()
+        event.prevent_default()
+        data = encode_paste(event.text, bracketed=self.vt.screen.bracketed_paste)
+        if data:
+            self.scroll_to_live()
+            self.post_message(self.Input(self, data))
+
+    # ------------------------------------------------------------------ mouse
+
+    def _cell(self, event: events.MouseEvent) -> tuple[int, int] | None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return None
+        x = min(max(offset.x, 0), self.vt.columns - 1)
+        y = min(max(offset.y, 0), self.vt.lines - 1)
+        return x, y
+
+    def _report_mouse(self, event: events.MouseEvent) -> bool:
+        """Whether the remote wants the mouse (shift forces local selection)."""
+        return self.vt.screen.mouse_reporting and not event.shift and self._view_top is None
+
+    def _send_mouse(self, button: int, cell: tuple[int, int], *, press: bool, motion: bool) -> None:
+        sgr = MOUSE_SGR in self.vt.screen.mode
+        data = encode_mouse(button, cell[0], cell[1], press=press, sgr=sgr, motion=motion)
+        if data:
+            self.post_message(self.Input(self, data))
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        """Start a selection (or report the press to the remote)."""
+        cell = self._cell(event)
+        if cell is None:
+            return
+        self.focus()
+        if self._report_mouse(event):
+            self._mouse_down_button = max(0, event.button - 1)
+            self._send_mouse(self._mouse_down_button, cell, press=True, motion=False)
+            return
+        if event.button != 1:
+            return
+        top = self._top()
+        self._anchor = self._head = (top + cell[1], cell[0])
+        self._selecting = True
+        self.capture_mouse()
+        self.refresh()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """Extend the selection while the button is down."""
+        cell = self._cell(event)
+        if cell is None:
+            return
+        if self._report_mouse(event):
+            mode = self.vt.screen.mode
+            if MOUSE_ANY in mode or (MOUSE_BUTTON in mode and event.button):
+                self._send_mouse(self._mouse_down_button, cell, press=True, motion=True)
+            return
+        if not self._selecting:
+            return
+        if cell[1] == 0 and event.y < 0:
+            self.scroll_lines(-1)
+        self._head = (self._top() + cell[1], cell[0])
+        self.refresh()
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        """Finish the selection and copy it to the clipboard."""
+        cell = self._cell(event)
+        if self._report_mouse(event) and cell is not None and not self._selecting:
+            self._send_mouse(self._mouse_down_button, cell, press=False, motion=False)
+            return
+        if not self._selecting:
+            return
+        self._selecting = False
+        self.release_mouse()
+        if cell is not None:
+            self._head = (self._top() + cell[1], cell[0])
+        text = self.selected_text()
+        if text:
+            self.copied = text
+            self.app.copy_to_clipboard(text)
+            self.notify(f"Copied {len(text)} characters", timeout=2)
+        else:
+            self.clear_selection()
+        self.refresh()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        """Wheel up: scrollback (or arrows / wheel reports in full-screen programs)."""
+        self._wheel(event, -3)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        """Wheel down."""
+        self._wheel(event, 3)
+
+    def _wheel(self, event: events.MouseEvent, delta: int) -> None:
+        event.stop()
+        cell = self._cell(event) or (0, 0)
+        scr = self.vt.screen
+        if self._report_mouse(event):
+            self._send_mouse(64 if delta < 0 else 65, cell, press=True, motion=False)
+        elif scr.alternate:
+            key = "up" if delta < 0 else "down"
+            data = key_to_bytes(key, None, app_cursor=scr.app_cursor_keys) or b""
+            self.post_message(self.Input(self, data * abs(delta)))
+        else:
+            self.scroll_lines(delta)
+
+    # ------------------------------------------------------------------ selection
+
+    def _top(self) -> int:
+        scr = self.vt.screen
+        return scr.scrolled if self._view_top is None else self._view_top
+
+    def _selection(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        if self._anchor is None or self._head is None or self._anchor == self._head:
+            return None
+        start, end = sorted((self._anchor, self._head))
+        return start, end
+
+    def _marked(self, absolute: int, columns: int) -> tuple[int, int] | None:
+        selection = self._selection()
+        if selection is None:
+            return None
+        (r0, c0), (r1, c1) = selection
+        if not r0 <= absolute <= r1:
+            return None
+        lo = c0 if absolute == r0 else 0
+        hi = c1 + 1 if absolute == r1 else columns
+        return lo, hi
+
+    def selected_text(self) -> str:
+        """The selected text (rows joined by newlines, trailing blanks cut)."""
+        selection = self._selection()
+        if selection is None:
+            return ""
+        (r0, c0), (r1, c1) = selection
+        columns = self.vt.columns
+        lines = []
+        for absolute in range(r0, r1 + 1):
+            row = self._row(absolute)
+            if row is None:
+                text = ""
+            elif isinstance(row, str):
+                text = row
+            else:
+                text = "".join(row[x].data for x in range(columns))
+            lo = c0 if absolute == r0 else 0
+            hi = c1 + 1 if absolute == r1 else columns
+            lines.append(text[lo:hi].rstrip())
+        return "\n".join(lines)
+
+    def select(self, start: tuple[int, int], end: tuple[int, int]) -> None:
+        """Select from ``(x, y)`` to ``(x, y)`` on the visible rows (inclusive)."""
+        top = self._top()
+        self._anchor = (top + start[1], start[0])
+        self._head = (top + end[1], end[0])
+        self.refresh()
+
+    def clear_selection(self) -> None:
+        """Drop the selection."""
+        if self._anchor is not None:
+            self._anchor = self._head = None
+            self.refresh()
+
+    # ------------------------------------------------------------------ reading
+
+    def display_lines(self) -> list[str]:
+        """The emulated screen as text rows (right-stripped; output still queued not included)."""
+        return self.vt.display()
