@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo-fault", dest="demo_faults", action="append", default=[], help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--connect",
+        metavar="TARGET",
+        help="open the app straight into a shell on TARGET (id, Name, tag:Key=Value or IP)",
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
@@ -304,6 +309,7 @@ def _context(args: argparse.Namespace) -> AppContext:
         regions=regions,
         debug=_debug(),
         demo_faults=faults,
+        connect=getattr(args, "connect", None),
     )
 
 
@@ -430,6 +436,11 @@ def _cmd_default(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if hasattr(ui, "run_tui"):
             return int(ui.run_tui(ctx))
         return int(_run_async(lambda: _run_tui(ui, ctx)))
+    if getattr(args, "connect", None):
+        raise UsageError(
+            "--connect opens the TUI, which needs a terminal",
+            hint=f"for a shell without the app: ssmtui connect {args.connect}",
+        )
     if args.demo:
         args.filters, args.json = [], False
         return _cmd_list(args)

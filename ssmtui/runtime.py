@@ -55,6 +55,8 @@ class AppContext:
     #: Demo fault specs (hidden ``--demo-fault``): API faults for the demo server
     #: (``SimState.apply_fault``) or agent faults (``agent:…``, ``ssmtui.sim.faults``).
     demo_faults: tuple[str, ...] = ()
+    #: ``--connect TARGET``: the TUI opens a shell on it at start.
+    connect: str | None = None
 
 
 @dataclass

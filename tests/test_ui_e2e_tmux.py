@@ -99,8 +99,9 @@ class Tmux:
         )
         return res.stdout
 
-    def start(self) -> None:
-        app = f"{sys.executable} -m ssmtui --demo; echo $? > {self.rc_file}"
+    def start(self, *extra: str) -> None:
+        args = " ".join(extra)
+        app = f"{sys.executable} -m ssmtui --demo {args}; echo $? > {self.rc_file}"
         self.tmux("new-session", "-d", "-x", "160", "-y", "45", "-s", "app", app)
 
     def screen(self) -> str:
@@ -201,3 +202,22 @@ def test_the_app_in_tmux(tmp_path: Path) -> None:
             assert all(r.ended_at is not None for r in rows)
         finally:
             term.kill()
+
+
+def test_connect_flag_opens_the_app_in_a_shell(tmp_path: Path) -> None:
+    term = Tmux(tmp_path)
+    try:
+        term.start("--connect", "web-dev-1")
+        term.wait(lambda s: "web-dev-1 ●" in s and "$" in s.split("ready", 1)[-1], "a prompt", 40)
+        term.type("echo straight-$((40+2))")
+        term.keys("Enter")
+        term.wait(lambda s: "straight-42" in lines(s), "the command's output")
+        term.keys("M-1")
+        term.wait(lambda s: "Forward" in s and "Close tab" not in s, "the fleet")
+        term.keys("q")
+        deadline = time.monotonic() + 20
+        while not term.rc_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert term.rc_file.read_text().strip() == "0"
+    finally:
+        term.kill()

@@ -9,7 +9,7 @@ app opened (sessions, tunnels) is closed when it exits, before the runtime close
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ssmtui.models import FleetScope, Instance
 
@@ -41,6 +41,11 @@ async def run_tui_async(ctx: AppContext) -> int:
     from ssmtui.ui.source import AwsFleetSource
 
     async with open_runtime(ctx) as rt:
+        start_on = None
+        if ctx.connect:  # resolved before the app starts, so a bad target is one clear line
+            from ssmtui.aws.fleet import resolve_target
+
+            start_on = await resolve_target(rt.clients, list(rt.scopes), ctx.connect)
         services = session_service(rt)
         app = create_app(
             AwsFleetSource(rt.clients, rt.scopes),
@@ -53,7 +58,10 @@ async def run_tui_async(ctx: AppContext) -> int:
             tunnel_presets=ctx.config.tunnels,
             resolver=make_resolver(rt.clients, list(rt.scopes)),
         )
+        opener = None if start_on is None else asyncio.create_task(_connect_when_up(app, start_on))
         await app.run_async()
+        if opener is not None:
+            opener.cancel()
         if app.workbench is not None:  # normally done at unmount; idempotent
             await app.workbench.aclose()
     return int(app.return_code or 0)
@@ -62,3 +70,14 @@ async def run_tui_async(ctx: AppContext) -> int:
 def run_tui(ctx: AppContext) -> int:
     """``asyncio.run`` of :func:`run_tui_async`."""
     return asyncio.run(run_tui_async(ctx))
+
+
+async def _connect_when_up(app: Any, instance: Instance) -> None:
+    """Post the connect intent once the app shows its first screen."""
+    from ssmtui.ui.messages import ConnectRequested
+
+    for _ in range(400):
+        if app.is_running and app.screen_stack:
+            app.post_message(ConnectRequested(instance))
+            return
+        await asyncio.sleep(0.025)
