@@ -2,8 +2,9 @@
 
 Runs the real stack headless (loopback demo AWS endpoint -> aws clients -> list_fleet -> the app)
 and writes ``DIR/fleet.svg`` (default ``screenshots/``), then, with the demo agents attached,
-``DIR/shell.svg`` (a shell tab after a command) and ``DIR/tunnels.svg`` (a tunnel carrying
-bytes to a local echo server). Used by the docs and by a test.
+``DIR/shell.svg`` (a shell tab after a command), ``DIR/tunnels.svg`` (a tunnel carrying
+bytes to a local echo server) and ``DIR/history.svg``; PNG copies too when ``rsvg-convert`` is
+installed. Used by the docs and by a test.
 """
 
 from __future__ import annotations
@@ -68,9 +69,13 @@ async def _until(pilot: Any, cond: Callable[[], object], timeout: float = 30) ->
 
 async def _session_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Path]:
     """``shell.svg`` and ``tunnels.svg``: the demo fleet with its agents, through the real stack."""
+    import tempfile
+
     from ssmtui.config import Config
     from ssmtui.runtime import AppContext, open_runtime
-    from ssmtui.services import SessionService
+    from ssmtui.services import SessionKind, SessionService
+    from ssmtui.store.history import History
+    from ssmtui.transport.proxy import run_command
     from ssmtui.transport.tunnel import TunnelSpec
     from ssmtui.ui.source import AwsFleetSource
 
@@ -83,13 +88,17 @@ async def _session_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Pat
     written: list[Path] = []
     echo_server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = echo_server.sockets[0].getsockname()[1]
+    scratch = tempfile.TemporaryDirectory()
+    history = History(Path(scratch.name) / "history.sqlite3")
     async with open_runtime(AppContext(Config(), demo=True)) as rt:
+        services = SessionService(rt.clients, history=history)
         app = create_app(
             AwsFleetSource(rt.clients, rt.scopes),
             refresh_interval=0,
             title="ssmtui",
             subtitle="demo fleet",
-            services=SessionService(rt.clients),
+            services=services,
+            history=history,
         )
         async with app.run_test(size=size) as pilot:
             bench = app.workbench
@@ -120,8 +129,36 @@ async def _session_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Pat
             path = out_dir / "tunnels.svg"
             path.write_text(app.export_screenshot(title="ssmtui — tunnels"), encoding="utf-8")
             written.append(path)
+
+            for command in ("uptime", "exit 3"):
+                conn = await services.open(web, SessionKind.command(command))
+                await run_command(conn, lambda _b: None, lambda _b: None)
+            await bench.show_fleet()
+            await pilot.pause(0.2)
+            await app.run_action("history")
+            await pilot.pause(0.5)
+            path = out_dir / "history.svg"
+            path.write_text(app.export_screenshot(title="ssmtui — history"), encoding="utf-8")
+            written.append(path)
     echo_server.close()
+    scratch.cleanup()
     return written
+
+
+def to_png(svgs: Sequence[Path]) -> list[Path]:
+    """PNG copies of the SVGs when ``rsvg-convert`` (Debian's librsvg2-bin) is installed."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("rsvg-convert")
+    if tool is None:
+        return []
+    pngs = []
+    for svg in svgs:
+        png = svg.with_suffix(".png")
+        subprocess.run([tool, "-o", str(png), str(svg)], check=True, timeout=60)
+        pngs.append(png)
+    return pngs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", nargs="?", default="screenshots", type=Path)
     args = parser.parse_args(argv)
     _loopback_env()
-    for path in asyncio.run(take_screenshots(args.out_dir)):
+    svgs = asyncio.run(take_screenshots(args.out_dir))
+    for path in [*svgs, *to_png(svgs)]:
         print(path)
     return 0
 
