@@ -166,8 +166,11 @@ def test_screenshot_script_writes_the_fleet_svg(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     svg_path = tmp_path / "fleet.svg"
-    names = ("fleet.svg", "shell.svg", "tunnels.svg")
-    assert res.stdout.split() == [str(tmp_path / name) for name in names]
+    names = ("fleet.svg", "shell.svg", "tunnels.svg", "history.svg")
+    svgs = [line for line in res.stdout.split() if line.endswith(".svg")]
+    assert svgs == [str(tmp_path / name) for name in names]
+    history = html.unescape((tmp_path / "history.svg").read_text(encoding="utf-8"))
+    assert "command" in history and "tunnel" in history
     svg = html.unescape(svg_path.read_text(encoding="utf-8")).replace("\xa0", " ")
     assert svg.startswith("<svg")
     for inst in default_fleet().instances[:5]:
