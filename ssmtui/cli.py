@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo-fault", dest="demo_faults", action="append", default=[], help=argparse.SUPPRESS
     )
     parser.add_argument(
+        "--record",
+        action="store_true",
+        help="keep transcripts of shell sessions (asciicast v2; output only, secrets scrubbed;"
+        " also SSMTUI_TRANSCRIPTS=1)",
+    )
+    parser.add_argument(
         "--connect",
         metavar="TARGET",
         help="open the app straight into a shell on TARGET (id, Name, tag:Key=Value or IP)",
@@ -310,6 +316,7 @@ def _context(args: argparse.Namespace) -> AppContext:
         debug=_debug(),
         demo_faults=faults,
         connect=getattr(args, "connect", None),
+        record=bool(getattr(args, "record", False)),
     )
 
 

@@ -57,6 +57,8 @@ class AppContext:
     demo_faults: tuple[str, ...] = ()
     #: ``--connect TARGET``: the TUI opens a shell on it at start.
     connect: str | None = None
+    #: ``--record``: keep transcripts of shell sessions (output only, secrets scrubbed).
+    record: bool = False
 
 
 @dataclass
@@ -197,4 +199,9 @@ def session_service(runtime: Runtime, **kwargs: Any) -> Any:
     from ssmtui.services import SessionService
 
     kwargs.setdefault("history", open_history())
+    kwargs.setdefault("transcripts", runtime.context.record or _env_on("SSMTUI_TRANSCRIPTS"))
     return SessionService(runtime.clients, **kwargs)
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "on", "yes", "true")

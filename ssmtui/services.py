@@ -85,8 +85,11 @@ class SessionService:
         client_version: str | None = None,
         stall_timeout: float = 30.0,
         history: History | None = None,
+        transcripts: bool = False,
     ) -> None:
         self.clients = clients
+        #: Record shell output as asciicast v2 transcripts (opt-in; needs a history).
+        self.transcripts = transcripts and history is not None
         #: Where sessions are recorded (None: not recorded).
         self.history = history
         #: AWS session id -> history record id, while a recorded session is open.
@@ -161,6 +164,8 @@ class SessionService:
                 )
 
             conn.close_hooks.append(record_end)
+            if self.transcripts and kind.document in (None, aws_sessions.DOCUMENTS["interactive"]):
+                self._attach_transcript(conn, instance, record_id)
         try:
             await conn.open()
         except Exception as exc:
@@ -170,6 +175,29 @@ class SessionService:
                 await self._record_end(record_id, end_reason=f"could not open: {exc}")
             raise
         return conn
+
+    def _attach_transcript(
+        self, conn: DataChannelConnection, instance: Instance, record_id: int
+    ) -> None:
+        """Tee the session's output (never its input) into a transcript linked to the record."""
+        from ssmtui.store.transcripts import TranscriptWriter, new_transcript_path
+
+        try:
+            writer = TranscriptWriter(
+                new_transcript_path(instance.instance_id),
+                title=f"{instance.display_name} ({instance.instance_id})",
+            )
+        except Exception as exc:  # a transcript problem never stops a session
+            log.warning("transcript not recorded: %s", exc)
+            return
+        conn.output_hooks.append(writer.output)
+
+        async def finish(_closed: DataChannelConnection) -> None:
+            writer.close()
+            if self.history is not None and writer.events_written:
+                await asyncio.to_thread(self.history.set_transcript, record_id, writer.path)
+
+        conn.close_hooks.insert(0, finish)
 
     async def _record_start(
         self,

@@ -491,3 +491,36 @@ async def test_sessions_are_recorded_without_secrets(tmp_path: Path) -> None:
     raw = b"".join(p.read_bytes() for p in history.path.parent.iterdir() if p.is_file())
     for secret in [*tokens, secret_key, access_key]:
         assert secret.encode() not in raw
+
+
+async def test_shell_transcripts_are_opt_in_scrubbed_and_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ssmtui.aws.clients import demo_clients
+    from ssmtui.aws.fleet import resolve_target
+    from ssmtui.models import FleetScope
+    from ssmtui.protocol.events import ChannelClosed
+    from ssmtui.protocol.frames import PayloadType
+    from ssmtui.services import SessionService
+    from ssmtui.store.transcripts import output_text
+    from tests.sim_harness import running_sim
+
+    monkeypatch.setenv("SSMTUI_DATA_DIR", str(tmp_path / "data"))
+    history = History(tmp_path / "data" / "history.sqlite3")
+    async with running_sim(tmp_path) as sim, demo_clients(sim.server) as clients:
+        inst = await resolve_target(clients, [FleetScope("dev", "us-east-1")], "web-dev-1")
+        for transcripts in (False, True):
+            svc = SessionService(clients, history=history, transcripts=transcripts)
+            conn = await svc.open(inst)
+            line = b"echo marker-$((40+2)) AKIA''ABCDEFGHIJKLMNOP; exit\r"
+            conn.send_nowait(PayloadType.OUTPUT, line)
+            async with asyncio.timeout(20):
+                assert any([isinstance(ev, ChannelClosed) async for ev in conn.events()])
+            await conn.close()
+    recorded, plain = history.list()
+    assert plain.transcript is None
+    assert recorded.transcript is not None
+    cast = Path(recorded.transcript)
+    assert cast.exists() and oct(cast.stat().st_mode & 0o777) == "0o600"
+    assert "marker-42" in output_text(cast)
+    assert "AKIAABCDEFGHIJKLMNOP" not in cast.read_text()  # scrubbed output

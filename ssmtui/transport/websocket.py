@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: (PROTOCOL.md §12: 100 in flight ≈ 8–9 MB/s on loopback) while bounding memory.
 DEFAULT_WINDOW = 256
 
+_SHOWN = frozenset({PayloadType.OUTPUT, PayloadType.STDERR})
+
 DataKeyProvider = Callable[[str, dict[str, str]], Awaitable[tuple[bytes, bytes]]]
 
 
@@ -169,6 +171,8 @@ class DataChannelConnection:
         #: Awaited once each, in order, by the first :meth:`close` (e.g. to record the session's
         #: end in the history); exceptions are logged, never raised.
         self.close_hooks: list[Callable[[DataChannelConnection], Awaitable[None]]] = []
+        #: Called with every Output / StdErr payload received (transcripts).
+        self.output_hooks: list[Callable[[bytes], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -374,9 +378,16 @@ class DataChannelConnection:
                 self._events.put_nowait(ev)
                 self._finish(getattr(ev, "reason", None) or "resend timed out")
                 return
-            if isinstance(ev, StreamData) and ev.payload_type == PayloadType.EXIT_CODE:
-                with contextlib.suppress(pl.PayloadError):
-                    self.exit_code = pl.decode_exit_code(ev.data)
+            if isinstance(ev, StreamData):
+                if ev.payload_type == PayloadType.EXIT_CODE:
+                    with contextlib.suppress(pl.PayloadError):
+                        self.exit_code = pl.decode_exit_code(ev.data)
+                elif self.output_hooks and ev.payload_type in _SHOWN:
+                    for hook in self.output_hooks:
+                        try:
+                            hook(ev.data)
+                        except Exception as exc:  # an observer never breaks the session
+                            log.debug("output hook failed: %s", exc)
             self._events.put_nowait(ev)
         if self.channel.in_flight < before or self.channel.in_flight < self._window:
             self._acked.set()
