@@ -397,6 +397,20 @@ async def test_palette_offers_every_action(demo: Demo) -> None:
         assert all(i.ping_status == "Online" for i in screen.table.rows)
 
 
+async def test_palette_favourites_and_connect_by_tag(demo: Demo) -> None:
+    app = create_app(demo.source, refresh_interval=0, favourites=["web-prod-eu-2", "tag:Role=ad"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await settle(app, pilot)
+        provider = FleetCommands(screen)
+        titles = [h.text async for h in provider.discover()]
+        stars = [t for t in titles if t and t.startswith("★")]
+        assert stars[0] == "★ Connect to web-prod-eu-2"
+        assert {"★ Connect to win-ad-prod-1", "★ Connect to win-prod-eu-1"} <= set(stars)
+        hits = [h async for h in provider.search("connect tag:Role=db-proxy")]
+        names = sorted(str(h.text) for h in hits if str(h.text).startswith("Connect to"))
+        assert names == ["Connect to db-proxy-dev", "Connect to db-proxy-prod"]
+
+
 async def test_help_screen_lists_keys_and_keymap_remaps(demo: Demo) -> None:
     app = create_app(demo.source, refresh_interval=0, keymap={"fleet.refresh": "ctrl+y"})
     async with app.run_test(size=SIZE) as pilot:

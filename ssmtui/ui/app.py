@@ -48,6 +48,7 @@ class SsmtuiApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "ssmtui"
+    favourites: tuple[str, ...] = ()
     COMMANDS = App.COMMANDS | {FleetCommands, WorkbenchCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -215,6 +216,7 @@ def create_app(
     services: SessionService | None = None,
     tunnel_presets: Sequence[TunnelPreset] = (),
     resolver: Resolver | None = None,
+    favourites: Sequence[str] = (),
 ) -> SsmtuiApp:
     """The ssmtui app over ``source``.
 
@@ -223,7 +225,8 @@ def create_app(
     ``keymap`` maps binding ids (see the ``?`` screen) to keys; ``theme`` names a Textual theme;
     ``history`` is shown by the ``h`` screen (None: history is off); ``services`` (a
     :class:`~ssmtui.services.SessionService`) turns on shells in tabs and tunnels, with
-    ``tunnel_presets`` from the config and ``resolver`` finding their targets.
+    ``tunnel_presets`` from the config and ``resolver`` finding their targets;
+    ``favourites`` (targets: id, Name, ``tag:K=V``, IP) lead the command palette.
     """
     app = SsmtuiApp(
         source,
@@ -237,6 +240,7 @@ def create_app(
         tunnel_presets=tunnel_presets,
         resolver=resolver,
     )
+    app.favourites = tuple(favourites)  # targets offered first in the command palette
     if keymap:
         app.set_keymap(dict(keymap))
     if theme:

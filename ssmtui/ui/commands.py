@@ -6,12 +6,14 @@ view); it never talks to AWS.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from ssmtui.models import Instance
+from ssmtui.errors import SsmtuiError
+from ssmtui.models import Instance, Target
 from ssmtui.ui.fleet_model import COLUMNS
 from ssmtui.ui.screens.fleet import FleetScreen
 
@@ -103,8 +105,24 @@ class FleetCommands(Provider):
         screen = self._screen()
         if screen is None:
             return
+        for inst in self._favourites(screen):
+            title = f"★ Connect to {inst.display_name}"
+            yield DiscoveryHit(
+                title, partial(screen.request_connect, inst), help=_instance_help(inst)
+            )
         for title, help_text, callback in fleet_commands(screen):
             yield DiscoveryHit(title, callback, help=help_text)
+
+    def _favourites(self, screen: FleetScreen) -> list[Instance]:
+        """The configured favourites that are in the fleet, in their configured order."""
+        found: list[Instance] = []
+        for text in getattr(self.app, "favourites", ()):
+            try:
+                target = Target.parse(text)
+            except SsmtuiError:
+                continue
+            found.extend(i for i in screen.index.instances if target.matches(i) and i not in found)
+        return found[:MAX_INSTANCE_HITS]
 
     async def search(self, query: str) -> Hits:
         """Fuzzy-match the actions; "connect NAME" / "forward NAME" find instances."""
@@ -131,11 +149,18 @@ class FleetCommands(Provider):
         needle = " ".join(words)
         if not needle:
             return
+        by_tag: Target | None = None
+        if needle.startswith("tag:") and "=" in needle:  # "connect tag:Role=web"
+            with contextlib.suppress(SsmtuiError):
+                by_tag = Target.parse(query.split()[-1])  # tags are case-sensitive
         matcher = self.matcher(needle)
         found = 0
         for inst in screen.index.instances:
             name = inst.display_name
-            if needle not in name.lower() and needle not in inst.instance_id:
+            if by_tag is not None:
+                if not by_tag.matches(inst):
+                    continue
+            elif needle not in name.lower() and needle not in inst.instance_id:
                 continue
             if verb == "connect":
                 # "connect web" -> "Connect to web-1"; otherwise say what happens

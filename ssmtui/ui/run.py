@@ -57,6 +57,7 @@ async def run_tui_async(ctx: AppContext) -> int:
             history=services.history,
             tunnel_presets=ctx.config.tunnels,
             resolver=make_resolver(rt.clients, list(rt.scopes)),
+            favourites=ctx.config.favourites,
         )
         opener = None if start_on is None else asyncio.create_task(_connect_when_up(app, start_on))
         await app.run_async()
