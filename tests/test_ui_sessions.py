@@ -382,3 +382,25 @@ async def test_a_two_megabyte_burst_does_not_block_the_loop() -> None:
             )
         print("\nOutput bursts into the terminal widget:\n  " + "\n  ".join(results))
     gc.unfreeze()
+
+
+async def test_run_a_command_from_the_palette_in_a_tab(tmp_path: Path) -> None:
+    from ssmtui.ui.commands import FleetCommands
+    from ssmtui.ui.widgets.command_prompt import CommandPrompt
+
+    async with shell_app(tmp_path) as (app, pilot):
+        bench = app.workbench
+        assert bench is not None
+        provider = FleetCommands(app.fleet)
+        hits = [h async for h in provider.search("run web-dev-1")]
+        run_hits = [h for h in hits if h.text == "Run a command on web-dev-1"]
+        assert len(run_hits) == 1
+        run_hits[0].command()
+        await until(pilot, lambda: isinstance(app.screen, CommandPrompt), "the prompt")
+        await pilot.press("enter")  # empty: a one-line hint, the prompt stays
+        assert isinstance(app.screen, CommandPrompt)
+        await pilot.press(*"echo cmd-$((6*7)); exit 3", "enter")
+        await until(pilot, lambda: len(bench.sessions.tabs) == 1, "a command tab")
+        tab = bench.sessions.tabs[-1]
+        await until(pilot, lambda: "cmd-42" in tab.terminal.display_lines(), "the output")
+        await until(pilot, lambda: tab.state == "ended", "the end of the command")

@@ -144,6 +144,9 @@ class FleetCommands(Provider):
         if said in ("connect", "conn", "ssh", "shell", "open", "forward", "fwd", "port"):
             verb = "forward" if said in ("forward", "fwd", "port") else "connect"
             words = words[1:]
+        elif said in ("run", "exec", "command", "cmd"):
+            verb = "run"
+            words = words[1:]
         if words and words[0] in ("to", "on", "from"):
             words = words[1:]
         needle = " ".join(words)
@@ -167,6 +170,9 @@ class FleetCommands(Provider):
                 verb_text = "Connect to" if said in ("connect", "conn") else "Open shell on"
                 title = f"{verb_text} {name}"
                 action = partial(screen.request_connect, inst)
+            elif verb == "run":
+                title = f"Run a command on {name}"
+                action = partial(_ask_command, screen, inst)
             else:
                 title = f"Forward a port from {name}"
                 action = partial(screen.request_forward, inst)
@@ -175,3 +181,11 @@ class FleetCommands(Provider):
             found += 1
             if found >= MAX_INSTANCE_HITS:
                 break
+
+
+def _ask_command(screen: FleetScreen, inst: Instance) -> None:
+    bench = getattr(screen.app, "workbench", None)
+    if bench is None:
+        screen.app.notify("commands need a session service (run the app from the CLI)")
+        return
+    bench.ask_command(inst)

@@ -167,6 +167,28 @@ class Workbench:
         await self._show(self.sessions)
         return await self.sessions.add_session(instance)
 
+    async def run_command(self, instance: Instance, command: str) -> ShellTab:
+        """``command`` on ``instance`` in a pty, in a new tab (AWS-StartInteractiveCommand)."""
+        from ssmtui.services import SessionKind
+
+        self._settle()
+        await self._show(self.sessions)
+        kind = SessionKind.command(command, interactive=True)
+        return await self.sessions.add_session(instance, kind)
+
+    def ask_command(self, instance: Instance) -> None:
+        """Ask for a command, then :meth:`run_command` it."""
+        from ssmtui.ui.widgets.command_prompt import CommandPrompt
+
+        async def start(command: str) -> None:
+            await self.run_command(instance, command)
+
+        async def done(command: str | None) -> None:
+            if command:
+                await self._guarded("run the command", start(command))
+
+        self.app.push_screen(CommandPrompt(instance.display_name), done)
+
     async def connect(self, instance: Instance) -> None:
         """The app's connect intent: :meth:`open_shell`."""
         await self.open_shell(instance)

@@ -124,9 +124,12 @@ class ShellTab(TabPane):
         number: int,
         label: str,
         on_live: Callable[[ShellTab, bool], None] | None = None,
+        kind: SessionKind | None = None,
     ) -> None:
         self.instance = instance
         self.services = services
+        #: Shell (default) or a command run in a pty (AWS-StartInteractiveCommand).
+        self.kind = kind or SessionKind.shell()
         self.number = number
         self.name_label = label
         self.state = "connecting"
@@ -176,7 +179,7 @@ class ShellTab(TabPane):
 
     async def _run(self) -> None:
         try:
-            conn = await self.services.open(self.instance, SessionKind.shell())
+            conn = await self.services.open(self.instance, self.kind)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # AWS / transport errors end the tab with one line
@@ -444,8 +447,8 @@ class SessionsScreen(Screen[None]):
             n += 1
         return f"{name} ({n})"
 
-    async def add_session(self, instance: Instance) -> ShellTab:
-        """Open a shell on ``instance`` in a new tab and show it."""
+    async def add_session(self, instance: Instance, kind: SessionKind | None = None) -> ShellTab:
+        """Open a shell (or ``kind``: a command in a pty) on ``instance`` in a new tab."""
         self._count += 1
         tab = ShellTab(
             instance,
@@ -453,6 +456,7 @@ class SessionsScreen(Screen[None]):
             number=self._count,
             label=self._label(instance.display_name),
             on_live=self.workbench.session_live,
+            kind=kind,
         )
         await self.tabbed.add_pane(tab)
         self.activate(tab)
