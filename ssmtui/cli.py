@@ -220,6 +220,13 @@ def _add_session_verbs(verbs: Any) -> None:
         "--bind-any-ok", action="store_true", help="allow a BIND address other than loopback"
     )
     forward.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    forward.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spread connections over N sessions (the agent paces each session; default 1)",
+    )
     forward.set_defaults(handler=_cmd_session("forward_main", "cli_forward"))
 
     proxy = verbs.add_parser(

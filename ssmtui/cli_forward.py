@@ -168,7 +168,10 @@ def forward_main(ctx: AppContext, args: Any) -> int:
     host = args.host.strip() if args.host else None
     if args.host is not None and not host:
         raise UsageError("--host is empty", hint="e.g. --host db.internal.example")
-    return int(asyncio.run(_forward(ctx, args.target, specs, host, quiet=args.quiet)))
+    pool = int(getattr(args, "sessions", 1) or 1)
+    if not 1 <= pool <= 32:
+        raise UsageError(f"--sessions {pool}: use 1 to 32 sessions per tunnel")
+    return int(asyncio.run(_forward(ctx, args.target, specs, host, quiet=args.quiet, pool=pool)))
 
 
 class _Watch:
@@ -189,7 +192,13 @@ class _Watch:
 
 
 async def _forward(
-    ctx: AppContext, target: str, specs: Sequence[ForwardSpec], host: str | None, *, quiet: bool
+    ctx: AppContext,
+    target: str,
+    specs: Sequence[ForwardSpec],
+    host: str | None,
+    *,
+    quiet: bool,
+    pool: int = 1,
 ) -> int:
     from ssmtui.runtime import open_runtime, session_service
 
@@ -198,7 +207,7 @@ async def _forward(
             inst = await resolve_instance(rt, target, interactive=interactive())
             _check_remote_host(inst, host)
             svc = session_service(rt, stall_timeout=stall_timeout())
-            pairs = [_tunnel(svc, inst, spec, host) for spec in specs]
+            pairs = [_tunnel(svc, inst, spec, host, pool) for spec in specs]
             tunnels = [tunnel for tunnel, _ in pairs]
             stop = asyncio.Event()
             try:
@@ -222,7 +231,7 @@ async def _forward(
 
 
 def _tunnel(
-    svc: SessionService, inst: Instance, spec: ForwardSpec, host: str | None
+    svc: SessionService, inst: Instance, spec: ForwardSpec, host: str | None, pool: int = 1
 ) -> tuple[Tunnel, _Watch]:
     """A tunnel for one spec, whose first failure to open a session is kept for the user."""
     from ssmtui.services import SessionKind
@@ -240,7 +249,7 @@ def _tunnel(
             raise
 
     tspec = TunnelSpec(inst.instance_id, spec.local_port, spec.remote_port, host, spec.bind)
-    return Tunnel(tspec, opener, on_change=watch.on_change), watch
+    return Tunnel(tspec, opener, on_change=watch.on_change, pool=pool), watch
 
 
 async def _start_listeners(specs: Sequence[ForwardSpec], tunnels: Sequence[Tunnel]) -> None:

@@ -245,16 +245,16 @@ class SessionService:
         except Exception:  # nothing more to do for a session that is gone
             return
 
-    def tunnel(self, instance: Instance, spec: TunnelSpec) -> Tunnel:
-        """A tunnel whose sessions are opened (and reopened) on ``instance``."""
+    def tunnel(self, instance: Instance, spec: TunnelSpec, *, pool: int = 1) -> Tunnel:
+        """A tunnel whose sessions (``pool`` of them) are opened and reopened on ``instance``."""
         kind = SessionKind.port(spec.remote_port, spec.remote_host)
 
         async def opener() -> DataChannelConnection:
             return await self.open(instance, kind, record=False)
 
         if self.history is None:
-            return Tunnel(spec, opener)
-        return _RecordedTunnel(spec, opener, service=self, instance=instance, kind=kind)
+            return Tunnel(spec, opener, pool=pool)
+        return _RecordedTunnel(spec, opener, service=self, instance=instance, kind=kind, pool=pool)
 
 
 class _RecordedTunnel(Tunnel):

@@ -210,3 +210,22 @@ async def test_silent_agent_is_reported_not_hung(tmp_path: Path) -> None:
             await conn.close()
         finally:
             await clients.aclose()
+
+
+async def test_session_pool_spreads_connections(tmp_path: Path) -> None:
+    async with service(tmp_path) as (sim, svc), tcp_server() as port:
+        tunnel = svc.tunnel(await instance(svc, WEB_DEV), TunnelSpec(WEB_DEV, 0, port), pool=3)
+        await tunnel.start()
+        try:
+            async with asyncio.timeout(20):
+                while tunnel.sessions_up < 3:
+                    await asyncio.sleep(0.05)
+            blobs = [os.urandom(30_000) for _ in range(6)]
+            got = await asyncio.gather(*(_echo_through(tunnel.stats.local_port, b) for b in blobs))
+            assert got == blobs
+            ids = {s.conn.session_id for s in tunnel._slots if s is not None}
+            assert len(ids) == 3
+            live = [s for s in sim.state.sessions.values() if not s.terminated]
+            assert len(live) >= 3
+        finally:
+            await tunnel.stop()

@@ -68,7 +68,11 @@ class TunnelStats:
 
 
 class Tunnel:
-    """A listener plus a supervisor that keeps one port session open behind it."""
+    """A listener plus supervisors that keep ``pool`` port sessions open behind it.
+
+    With a pool, each new TCP connection goes to the least loaded live session: the agent paces
+    every session on its own (≈1 KiB per ms), so N sessions carry about N times as much.
+    """
 
     def __init__(
         self,
@@ -77,15 +81,19 @@ class Tunnel:
         *,
         on_change: Callable[[TunnelStats], None] | None = None,
         max_backoff: float = 10.0,
+        pool: int = 1,
     ) -> None:
+        if not 1 <= pool <= 32:
+            raise ValueError("a tunnel's session pool holds 1 to 32 sessions")
         self.spec = spec
         self.stats = TunnelStats()
+        self.pool = pool
         self._opener = opener
         self._on_change = on_change
         self._max_backoff = max_backoff
         self._server: asyncio.Server | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._session: _PortSession | None = None
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._slots: list[_PortSession | None] = [None] * pool
         self._ready = asyncio.Event()
         self._stopping = False
         self._handlers: set[asyncio.Task[None]] = set()
@@ -104,19 +112,31 @@ class Tunnel:
             ) from exc
         sock = self._server.sockets[0]
         self.stats.local_port = sock.getsockname()[1]
-        self._supervisor = asyncio.create_task(self._supervise(), name="tunnel-supervisor")
+        self._supervisors = [
+            asyncio.create_task(self._supervise(i), name=f"tunnel-supervisor-{i}")
+            for i in range(self.pool)
+        ]
+
+    @property
+    def _session(self) -> _PortSession | None:
+        """The first live session (the only one without a pool)."""
+        return next((s for s in self._slots if s is not None), None)
+
+    @property
+    def sessions_up(self) -> int:
+        return sum(s is not None for s in self._slots)
 
     async def stop(self) -> None:
         self._stopping = True
         if self._server is not None:
             self._server.close()
-        if self._session is not None:
-            await self._session.terminate()
-        for task in [self._supervisor, *self._handlers]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await asyncio.gather(
+            *(s.terminate() for s in self._slots if s is not None), return_exceptions=True
+        )
+        for task in [*self._supervisors, *self._handlers]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._set(state="stopped")
 
     async def wait_up(self, timeout: float = READY_TIMEOUT) -> None:
@@ -130,7 +150,7 @@ class Tunnel:
 
     # ------------------------------------------------------------------ supervisor
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, slot: int) -> None:
         backoff = 0.5
         while not self._stopping:
             self._set(state="connecting" if not self.stats.reconnects else "reconnecting")
@@ -143,12 +163,13 @@ class Tunnel:
                 self._set(state="reconnecting", error=str(exc))
             else:
                 backoff = 0.5
-                self._session = session
+                self._slots[slot] = session
                 self._set(state="up", mode=session.mode, error="", session_id=conn.session_id)
                 self._ready.set()
                 reason = await session.run()
-                self._ready.clear()
-                self._session = None
+                self._slots[slot] = None
+                if not self.sessions_up:
+                    self._ready.clear()
                 if self._stopping:
                     return
                 self._set(state="reconnecting", error=reason)
@@ -164,7 +185,8 @@ class Tunnel:
         self._set(connections_active=self.stats.connections_active + 1)
         try:
             await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT)
-            session = self._session
+            live = [s for s in self._slots if s is not None and not s.conn.closed]
+            session = min(live, key=lambda s: s.load) if live else None
             if session is not None:
                 await session.serve(reader, writer)
         except (TimeoutError, ConnectionError, TransportError) as exc:
@@ -199,6 +221,11 @@ class _PortSession:
                 keepalive=client_smux_keepalive(ready.agent_version),
                 now=time.monotonic(),
             )
+
+    @property
+    def load(self) -> int:
+        """Connections this session carries (basic mode: 1 while its one connection runs)."""
+        return len(self.streams) + int(self._basic_lock.locked())
 
     @classmethod
     async def establish(cls, conn: DataChannelConnection, stats: TunnelStats) -> _PortSession:
