@@ -34,6 +34,23 @@ __all__ = ["SessionKind", "SessionService"]
 log = logging.getLogger(__name__)
 
 
+class _NoResponseBodies(logging.Filter):
+    """botocore logs every response body at DEBUG, and those hold secrets: StartSession's and
+    ResumeSession's TokenValue, GenerateDataKey's Plaintext. With DEBUG logging on (an app that
+    embeds ssmtui, a user debugging), keep the line and drop the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Response body"):
+            record.msg = "Response body: (not logged: it may hold session tokens or keys)"
+            record.args = ()
+        return True
+
+
+_BODY_FILTER = _NoResponseBodies()
+for _name in ("botocore.parsers", "aiobotocore.parsers"):
+    logging.getLogger(_name).addFilter(_BODY_FILTER)
+
+
 @dataclass(frozen=True, slots=True)
 class SessionKind:
     """A document and its parameters."""
@@ -84,6 +101,7 @@ class SessionService:
         *,
         client_version: str | None = None,
         stall_timeout: float = 30.0,
+        ready_timeout: float | None = 60.0,
         history: History | None = None,
         transcripts: bool = False,
     ) -> None:
@@ -98,6 +116,8 @@ class SessionService:
             client_version=client_version or clients.config.client_version
         )
         self.stall_timeout = stall_timeout
+        #: Seconds a new session may take to become ready (handshake or first output).
+        self.ready_timeout = ready_timeout
 
     async def _endpoint(self, instance: Instance, url: str, token: str) -> StreamEndpoint:
         creds = await self.clients.credentials(instance.profile)
@@ -148,6 +168,7 @@ class SessionService:
             data_key=data_key,
             resume=resume,
             stall_timeout=self.stall_timeout,
+            ready_timeout=self.ready_timeout,
         )
         record_id = await self._record_start(instance, kind, started.session_id) if record else None
         if record_id is not None:

@@ -72,7 +72,8 @@ def go_json(obj: Any) -> bytes:
 def _load_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: "[[[[…" nested deeper than the parser's stack, from the network
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise PayloadError(f"{what} is not a JSON object")

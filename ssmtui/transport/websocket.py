@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 256
 
 _SHOWN = frozenset({PayloadType.OUTPUT, PayloadType.STDERR})
+#: ResumeSession errors that no retry can fix (the session ended, or it is not ours).
+_FINAL_RESUME_ERRORS = frozenset({"DoesNotExistException", "AccessDeniedException"})
 
 DataKeyProvider = Callable[[str, dict[str, str]], Awaitable[tuple[bytes, bytes]]]
 
@@ -132,6 +134,7 @@ class DataChannelConnection:
         ping_interval: float | None = 20.0,
         max_resume_attempts: int = 5,
         stall_timeout: float = 30.0,
+        ready_timeout: float | None = 60.0,
     ) -> None:
         validate_stream_url(endpoint.url)
         self.endpoint = endpoint
@@ -152,7 +155,9 @@ class DataChannelConnection:
         self._ping_interval = ping_interval
         self._max_resume = max_resume_attempts
         self._stall_timeout = stall_timeout
+        self._ready_timeout = ready_timeout
         self._last_rx = time.time()
+        self._opened_at = time.time()
         self._ws: ClientConnection | None = None
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._pushed_back: list[Event] = []
@@ -186,6 +191,7 @@ class DataChannelConnection:
     async def open(self) -> None:
         """Dial the stream URL and start the reader, writer and timer."""
         self._ws = await self._dial(self.endpoint)
+        self._opened_at = time.time()
         self._tasks = [
             asyncio.create_task(self._reader(), name=f"ssm-read-{self.session_id}"),
             asyncio.create_task(self._writer(), name=f"ssm-write-{self.session_id}"),
@@ -231,8 +237,11 @@ class DataChannelConnection:
                 await task
         self._tasks = []
         if self._ws is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._ws.close(), 2)
+            except Exception:  # a peer that does not finish the close handshake: drop the TCP
+                with contextlib.suppress(Exception):
+                    self._ws.transport.abort()
         hooks, self.close_hooks = self.close_hooks, []
         for hook in hooks:
             try:
@@ -327,12 +336,25 @@ class DataChannelConnection:
                 continue
 
     async def _watchdog(self) -> None:
-        """A peer that takes data but never answers is dead: say so instead of hanging."""
+        """A peer that takes data but never answers is dead, and a session that never becomes
+        ready (no handshake, no first output) is stuck: say so instead of hanging."""
+        ready_timeout = self._ready_timeout
+        period = min(1.0, self._stall_timeout / 4, (ready_timeout or 4.0) / 4)
         while not self.closed:
-            await asyncio.sleep(min(1.0, self._stall_timeout / 4))
-            silent = time.time() - self._last_rx
+            await asyncio.sleep(period)
+            now = time.time()
+            silent = now - self._last_rx
+            msg = None
             if self.channel.in_flight and silent > self._stall_timeout:
                 msg = f"no answer from the instance for {silent:.0f} s"
+            elif (
+                ready_timeout is not None
+                and not self.channel.ready
+                and not self.channel.closed
+                and now - self._opened_at > ready_timeout
+            ):
+                msg = f"the instance did not answer the session handshake in {ready_timeout:g} s"
+            if msg is not None:
                 self.channel.close()
                 self._finish(msg, ConnectionLost(msg))
                 if self._ws is not None:
@@ -444,6 +466,8 @@ class DataChannelConnection:
             except Exception as exc:  # resume failures are retried, then reported
                 last = str(exc)
                 log.debug("resume failed: %s", exc)
+                if getattr(exc, "code", None) in _FINAL_RESUME_ERRORS:
+                    break  # the session is gone (or not ours): retrying cannot help
                 continue
             self.endpoint = endpoint
             self.resumes += 1
