@@ -66,12 +66,13 @@ def report(text: str) -> str:
 
 # --------------------------------------------------------------------------- lossy tunnel
 
-#: 20 MB, not 50: 50 MB each way takes ~45 s here and would push this file past 60 s on two
-#: cores (SSMTUI_LOSSY_MB=50 runs the full size).
-LOSSY_MB = int(os.environ.get("SSMTUI_LOSSY_MB", "20"))
+#: 50 MB each way, as the issue asks (about 40 s on two cores; the test is marked slow and runs
+#: in CI); SSMTUI_LOSSY_MB=5 makes it quick while iterating.
+LOSSY_MB = int(os.environ.get("SSMTUI_LOSSY_MB", "50"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 async def test_tunnel_through_a_lossy_relay_is_byte_exact(tmp_path: Path) -> None:
     """LOSSY_MB up and echoed back down under 5% drop, 5% duplication and 5% reordering of
     data-channel frames in both directions: SHA-256 identical."""
@@ -94,7 +95,7 @@ async def test_tunnel_through_a_lossy_relay_is_byte_exact(tmp_path: Path) -> Non
             up = asyncio.create_task(upload())
             digest = hashlib.sha256()
             got = 0
-            async with asyncio.timeout(100):
+            async with asyncio.timeout(360):
                 while got < len(payload):
                     chunk = await reader.read(1 << 20)
                     assert chunk, f"tunnel closed after {got} bytes"
