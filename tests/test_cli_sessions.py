@@ -284,8 +284,15 @@ async def _echo(port: int, payload: bytes) -> bytes:
 
 def test_forward_two_tunnels_then_ctrl_c(echo_port: int) -> None:
     proc = subprocess.Popen(
-        [*SSMTUI, "--demo", "forward", "web-dev-1", f"0:{echo_port}", f"0:{echo_port}"]
-        + ["--sessions", "2"],  # a pool of two sessions per tunnel
+        [
+            *SSMTUI,
+            "--demo",
+            "forward",
+            "web-dev-1",
+            f"0:{echo_port}",
+            f"0:{echo_port}",
+            *("--sessions", "2"),  # a pool of two sessions per tunnel
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -172,3 +172,23 @@ async def test_static_source_reports_each_scope() -> None:
     merged = merge_results([dev, prod], [seen[dev], seen[prod]])
     assert merged.instances == result.instances and merged.errors == {prod: err}
     assert merged.scopes == (dev, prod)
+
+
+def test_select_reuses_earlier_selections_without_changing_results() -> None:
+    """Typing narrows the previous selection and deleting finds a cached one: the rows must be
+    exactly what a fresh index selects, for every prefix, sort and direction."""
+    fleet = [
+        inst(f"i-{n:017x}", f"{word}-{env}-{n}", ip=f"10.{n % 3}.0.{n}", Role=word)
+        for n, (word, env) in enumerate(
+            (w, e) for w in ("web", "db", "wbd", "api", "w") for e in ("dev", "prod", "qa")
+        )
+    ]
+    idx = FleetIndex(fleet)
+    typed = ["w", "we", "web", "web-", "web-d", "web-", "we", "w", "", "w", "wd", "wd1", "wd"]
+    typed += ["tag:Role=w", "tag:Role=we", "tag:Role=web", "tag:Role=web p", "tag:Role=web pr"]
+    typed += ["10.1", "10.1 d", "10.1 db", "10.1 d", "db d", "db dev", "dbd", "dbdv"]
+    for sort, reverse in (("name", False), ("name", True), ("ip", False), ("name", False)):
+        for text in typed:
+            query = FleetQuery.parse(text)
+            expected = FleetIndex(fleet).select(query, sort, reverse)
+            assert idx.select(query, sort, reverse) == expected, (text, sort, reverse)

@@ -347,6 +347,30 @@ async def test_widget_renders_sends_keys_and_copies_a_selection() -> None:
         assert term.scrollback_offset == 0 and app.sent[-1] == b"x"
 
 
+async def test_a_little_output_on_an_idle_terminal_is_drawn_at_once() -> None:
+    """An echo is parsed on the next loop turn (not on the 25 ms ticker) and repaints only the
+    rows it changed; a flood still goes through the ticker."""
+    app = TerminalApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        term = app.query_one(Terminal)
+        await pilot.pause()
+        term.feed(b"$ ")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not term.vt.pending and term.display_lines()[0] == "$"
+        assert not term._ticking
+        term._dirty_regions.clear()
+        term.feed(b"x")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert term.display_lines()[0] == "$ x"
+        assert term._dirty_regions and all(r.height == 1 for r in term._dirty_regions)
+        term.feed(b"y\r\n" * 4000)  # more than a little: the time-boxed ticker takes over
+        assert term._ticking or term._soon
+        await until(pilot, lambda: not term.vt.pending, "the burst to be parsed")
+        await until(pilot, lambda: not term._ticking, "the ticker to pause")
+
+
 async def test_a_two_megabyte_burst_does_not_block_the_loop() -> None:
     app = TerminalApp()
     gc.collect()

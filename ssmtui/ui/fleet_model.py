@@ -231,6 +231,19 @@ def _haystack(inst: Instance) -> str:
     return "\x00".join(parts).lower()
 
 
+#: Selections remembered per index (typing then deleting finds them again).
+_SELECT_CACHE = 64
+
+
+def _narrows(query: FleetQuery, filters: tuple[Any, ...], terms: tuple[str, ...]) -> bool:
+    """Whether every match of ``query`` also matches (filters, terms): same filters, and each
+    earlier free-text term contained in the term at its place (a substring of a substring, a
+    subsequence of a subsequence; a 1-character term's match in the name is in the haystack)."""
+    if query.filters != filters or len(query.terms) < len(terms):
+        return False
+    return all(old in new for old, new in zip(terms, query.terms, strict=False))
+
+
 class FleetIndex:
     """The loaded fleet, indexed for fast filtering and sorting.
 
@@ -242,6 +255,8 @@ class FleetIndex:
         self._hay = [_haystack(i) for i in self.instances]
         self._names = [i.display_name.lower() for i in self.instances]
         self._orders: dict[str, list[int]] = {}
+        #: Recent selections: (sort column, reverse, filters, terms) -> positions, newest last.
+        self._selected: dict[tuple[Any, ...], list[int]] = {}
         self.by_key: dict[RowKey, Instance] = {row_key(i): i for i in self.instances}
 
     def __len__(self) -> int:
@@ -274,14 +289,35 @@ class FleetIndex:
         self, query: FleetQuery, sort_column: str = "name", reverse: bool = False
     ) -> list[Instance]:
         """The instances passing ``query``, sorted by ``sort_column``."""
-        order = self.order(sort_column)
-        if reverse:
-            order = order[::-1]
         insts = self.instances
         if query.is_empty:
-            return [insts[n] for n in order]
+            order = self.order(sort_column)
+            return [insts[n] for n in (reversed(order) if reverse else order)]
+        key = (sort_column, reverse, query.filters, query.terms)
+        cached = self._selected.pop(key, None)
+        if cached is None:
+            cached = self._select(query, sort_column, reverse)
+        self._selected[key] = cached  # newest last
+        while len(self._selected) > _SELECT_CACHE:
+            del self._selected[next(iter(self._selected))]
+        return [insts[n] for n in cached]
+
+    def _select(self, query: FleetQuery, sort_column: str, reverse: bool) -> list[int]:
+        """Positions passing ``query`` in sort order; narrows a cached selection when it can."""
+        base: list[int] | None = None
+        for (col, rev, filters, terms), positions in reversed(self._selected.items()):
+            if (
+                col == sort_column
+                and rev == reverse
+                and (base is None or len(positions) < len(base))
+                and _narrows(query, filters, terms)
+            ):
+                base = positions
+        if base is None:
+            order = self.order(sort_column)
+            base = order[::-1] if reverse else order
         patterns = [_fuzzy_pattern(t) for t in query.terms]
-        return [insts[n] for n in order if self._matches(n, query, patterns)]
+        return [n for n in base if self._matches(n, query, patterns)]
 
     def widths(self) -> dict[str, int]:
         """Column widths fitting the content (between each column's min and max width)."""

@@ -10,6 +10,7 @@ intents; connect / forward requests go up to the app as
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -176,6 +177,10 @@ class FleetScreen(Screen[None]):
             self.fleet_loading = False
             self.fleet_loaded = True
             self._apply(result, keep=not initial or self.table.cursor_row > 0)
+            # The listing (10,000 instances: ~1M objects with their rows and index) stays alive;
+            # keep it out of the collector's full passes, which otherwise stall a keystroke for
+            # ~100 ms. Only freezes (no collect: that would be the very stall avoided here).
+            gc.freeze()
         finally:
             if generation == self._generation:  # a cancelled load leaves the status alone
                 self.fleet_loading = False

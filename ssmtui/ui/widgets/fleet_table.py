@@ -160,6 +160,22 @@ class FleetTable(ScrollView, can_focus=True):
             self._positions = {row_key(inst): n for n, inst in enumerate(self._rows)}
         return self._positions.get(key)
 
+    def _find(self, key: RowKey) -> int | None:
+        """:meth:`position_of` without building the whole key map (one lookup per update)."""
+        if self._positions is not None:
+            return self._positions.get(key)
+        instance_id = key[2]
+        ids = [inst.instance_id for inst in self._rows]
+        start = 0
+        while True:
+            try:
+                n = ids.index(instance_id, start)
+            except ValueError:
+                return None
+            if row_key(self._rows[n]) == key:
+                return n
+            start = n + 1
+
     def set_widths(self, widths: Mapping[str, int]) -> None:
         """Column widths (cells), by column key."""
         self._widths.update(widths)
@@ -190,7 +206,7 @@ class FleetTable(ScrollView, can_focus=True):
         offset = self._cursor - round(self.scroll_y)
         self._rows = list(rows)
         self._positions = None
-        new = self.position_of(old_key) if old_key is not None else None
+        new = self._find(old_key) if old_key is not None else None
         self._cursor = max(0, min(new if new is not None else self._cursor, len(self._rows) - 1))
         self._update_virtual_size()
         if new is not None:

@@ -1,8 +1,10 @@
 """A terminal widget: a :class:`~ssmtui.ui.widgets.terminal_vt.VirtualTerminal` on screen.
 
 The widget knows nothing about sessions. Output comes in through :meth:`Terminal.feed` (which
-only queues it); a timer parses the queue under a time budget and repaints at most every
-:data:`REFRESH` seconds, so a flood never freezes the app. Input goes out as
+only queues it). A little output while the terminal is idle (a keystroke's echo, a prompt) is
+parsed and drawn at once; while output keeps flowing, a timer parses the queue under a time
+budget and repaints at most every :data:`REFRESH` seconds, so a flood never freezes the app.
+Input goes out as
 :class:`Terminal.Input` messages (keys translated to xterm bytes, pastes, mouse reports when the
 remote program asked for them); size changes as :class:`Terminal.Resized`.
 
@@ -12,6 +14,7 @@ scrollback (shift+PgUp/PgDn or the wheel), and mouse selection that copies to th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -20,7 +23,7 @@ from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.timer import Timer
@@ -35,6 +38,11 @@ __all__ = ["REFRESH", "Terminal"]
 REFRESH = 0.025
 #: Seconds of parsing per repaint tick (the rest of the tick is the app's).
 BUDGET = 0.008
+#: Up to this many changed rows are repainted alone (else the whole widget).
+_PARTIAL_ROWS = 4
+#: While the ticker is idle, output up to this many bytes per :data:`REFRESH` window is parsed
+#: and drawn at once (echo, prompts); more than that and the time-boxed ticker takes over.
+IMMEDIATE_BYTES = 4096
 
 _ANSI = {
     "black": 0,
@@ -186,7 +194,16 @@ class Terminal(Widget, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.vt = VirtualTerminal(80, 24, scrollback=scrollback, respond=self._reply)
         self._ticker: Timer | None = None
+        #: Whether the ticker is running (output is flowing).
+        self._ticking = False
+        #: An immediate parse is scheduled (``loop.call_soon``).
+        self._soon = False
+        #: Start (clock) of the current immediate-parse window and the bytes parsed in it.
+        self._burst_start = 0.0
+        self._burst_bytes = 0
         self._strips: dict[int, Strip] = {}
+        #: The cursor (x, y, hidden) as last refreshed (its row is repainted when it moves).
+        self._drawn_cursor: tuple[int, int, bool] | None = None
         #: None: follow the output; else the absolute row shown at the top (scrolled back).
         self._view_top: int | None = None
         self._anchor: tuple[int, int] | None = None
@@ -200,18 +217,50 @@ class Terminal(Widget, can_focus=True):
     # ------------------------------------------------------------------ output
 
     def feed(self, data: bytes) -> None:
-        """Queue remote output (parsed on the next tick; never blocks)."""
+        """Queue remote output (parsed soon, or on the next tick; never blocks)."""
         if not data:
             return
         self.vt.feed(data)
-        if self._ticker is not None:
+        if self._ticker is None or self._ticking or self._soon:
+            return
+        if len(self.vt.pending) < IMMEDIATE_BYTES:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._start_ticker()
+                return
+            self._soon = True
+            loop.call_soon(self._parse_soon)
+        else:
+            self._start_ticker()
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None and not self._ticking:
+            self._ticking = True
             self._ticker.resume()
+
+    def _parse_soon(self) -> None:
+        """Parse a little idle-time output now, so an echo is drawn on the next frame."""
+        self._soon = False
+        if self._ticking or not self.is_mounted:
+            return
+        pending = len(self.vt.pending)
+        if not pending:
+            return
+        now = self.vt.clock()
+        if now - self._burst_start > REFRESH:
+            self._burst_start, self._burst_bytes = now, 0
+        self._burst_bytes += pending
+        if pending >= IMMEDIATE_BYTES or self._burst_bytes > IMMEDIATE_BYTES:
+            self._start_ticker()  # output keeps flowing: repaint at the ticker's pace
+            return
+        self._tick()
 
     def on_mount(self) -> None:
         """Start the (paused) repaint ticker."""
         self._ticker = self.set_interval(REFRESH, self._tick, pause=True, name="terminal-tick")
         if self.vt.pending:
-            self._ticker.resume()
+            self._start_ticker()
 
     def _tick(self) -> None:
         started = self.vt.clock()
@@ -223,7 +272,10 @@ class Terminal(Widget, can_focus=True):
             more = False
         self.longest_tick = max(self.longest_tick, self.vt.clock() - started)
         self._take_dirty()
-        if not more and self._ticker is not None:
+        if more:
+            self._start_ticker()
+        elif self._ticking and self._ticker is not None:
+            self._ticking = False
             self._ticker.pause()
 
     def flush(self) -> None:
@@ -232,12 +284,25 @@ class Terminal(Widget, can_focus=True):
         self._take_dirty()
 
     def _take_dirty(self) -> None:
-        dirty = self.vt.screen.dirty
-        if dirty:
-            for y in dirty:
+        scr = self.vt.screen
+        dirty = scr.dirty
+        cursor = (scr.cursor.x, scr.cursor.y, scr.cursor.hidden)
+        moved = cursor != self._drawn_cursor
+        if dirty or moved:
+            rows = set(dirty)
+            for y in rows:
                 self._strips.pop(y, None)
             dirty.clear()
-            self.refresh()
+            if self._view_top is None and self._anchor is None and len(rows) <= _PARTIAL_ROWS:
+                # A few rows (an echo): repaint just them and the cursor's old and new row.
+                rows.add(cursor[1])
+                if self._drawn_cursor is not None:
+                    rows.add(self._drawn_cursor[1])
+                width = self.size.width
+                self.refresh(*(Region(0, y, width, 1) for y in sorted(rows)))
+            else:
+                self.refresh()
+            self._drawn_cursor = cursor
         elif self._view_top is not None:
             self.refresh()
 

@@ -109,6 +109,36 @@ def _plain_rows(line: str, columns: int) -> list[str]:
     return [line[i : i + columns] for i in range(0, len(line), columns)]
 
 
+def _plain_block(text: str, columns: int) -> list[str]:
+    """Rows of CR LF separated fast-forwarded lines (the common plain case without a loop)."""
+    lines = text.split("\r\n")
+    if (
+        "\r" not in text.replace("\r\n", "")
+        and "\b" not in text
+        and "\t" not in text
+        and max(map(len, lines)) <= columns
+    ):
+        return lines
+    return [row for line in lines for row in _plain_rows(line, columns)]
+
+
+def _lines_back(data: bytearray, end: int, count: int) -> int:
+    """Start of the ``count``-th CR LF separated line ending at ``end`` (0 if fewer lines)."""
+    if count <= 0:
+        return end + 2
+    span = 16 * 1024
+    while True:
+        begin = max(0, end - span)
+        found = data.count(b"\r\n", begin, end)
+        if found >= count or begin == 0:
+            break
+        span *= 4
+    if found < count:
+        return 0
+    tail = bytes(data[begin:end]).split(b"\r\n")[-count:]
+    return end - sum(map(len, tail)) - 2 * (count - 1)
+
+
 _PLAIN_ATTRS = ("default", "default", False, False, False, False, False, False)
 _REPLAYED_MODES = frozenset(
     {DECCKM, MOUSE_NORMAL, MOUSE_BUTTON, MOUSE_ANY, MOUSE_SGR, BRACKETED_PASTE}
@@ -247,6 +277,10 @@ class VTScreen(pyte.Screen):
 
     def push_rows(self, rows: Iterable[Row]) -> None:
         """Append rows to the scrollback."""
+        if isinstance(rows, list):
+            self.scrollback.extend(rows)
+            self.scrolled += len(rows)
+            return
         count = 0
         append = self.scrollback.append
         for row in rows:
@@ -432,18 +466,11 @@ class VirtualTerminal:
             return False
         # Rows above the cursor scroll away; then the skipped lines, as plain text.
         maxlen = scr.scrollback.maxlen or 0
-        first = start
-        for _ in range(maxlen):
-            found = pending.rfind(b"\r\n", 0, first - 2)
-            if found < 0:
-                first = 0
-                break
-            first = found + 2
+        first = _lines_back(pending, start - 2, maxlen)
         scr.push_rows(scr.buffer[y] for y in range(scr.cursor.y))
         if first < start:
             text = _SGR.sub(b"", bytes(pending[first : start - 2])).decode("utf-8", "replace")
-            columns = scr.columns
-            scr.push_rows(row for line in text.split("\r\n") for row in _plain_rows(line, columns))
+            scr.push_rows(_plain_block(text, scr.columns))
         replay = self._colour_state(start)
         tail = bytes(pending[start:cut])
         skipped = start
