@@ -35,6 +35,7 @@ from ssmtui.protocol.events import (
     HandshakeFailed,
     ProtocolError,
     ResendTimedOut,
+    SessionReady,
     StreamData,
 )
 from ssmtui.protocol.frames import PayloadType
@@ -178,6 +179,9 @@ class DataChannelConnection:
         self.close_hooks: list[Callable[[DataChannelConnection], Awaitable[None]]] = []
         #: Called with every Output / StdErr payload received (transcripts).
         self.output_hooks: list[Callable[[bytes], None]] = []
+        self._hooks_task: asyncio.Future[None] | None = None
+        #: When unacknowledged data last made progress (an ack, or the first frame after idle).
+        self._last_progress = time.time()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,7 +246,16 @@ class DataChannelConnection:
             except Exception:  # a peer that does not finish the close handshake: drop the TCP
                 with contextlib.suppress(Exception):
                     self._ws.transport.abort()
-        hooks, self.close_hooks = self.close_hooks, []
+        if self._hooks_task is None:
+            hooks, self.close_hooks = self.close_hooks, []
+            self._hooks_task = asyncio.ensure_future(self._run_close_hooks(hooks))
+        # shielded: a close() that is itself cancelled (an app exiting) must not cut the
+        # history write short; a later close() waits for the same run.
+        await asyncio.shield(self._hooks_task)
+
+    async def _run_close_hooks(
+        self, hooks: list[Callable[[DataChannelConnection], Awaitable[None]]]
+    ) -> None:
         for hook in hooks:
             try:
                 await hook(self)
@@ -302,14 +315,20 @@ class DataChannelConnection:
             await self._acked.wait()
         if self.closed:
             raise TransportError(f"session ended: {self.end_reason}")
-        self.channel.send(payload_type, data, time.time())
+        now = time.time()
+        if not self.channel.in_flight:
+            self._last_progress = now  # the stall clock starts with the first unacked frame
+        self.channel.send(payload_type, data, now)
         self._pump()
 
     def send_nowait(self, payload_type: int, data: bytes) -> None:
         """Queue small control data (Size, Flag, keystrokes) without waiting for the window."""
         if self.closed:
             raise TransportError(f"session ended: {self.end_reason}")
-        self.channel.send(payload_type, data, time.time())
+        now = time.time()
+        if not self.channel.in_flight:
+            self._last_progress = now  # the stall clock starts with the first unacked frame
+        self.channel.send(payload_type, data, now)
         self._pump()
 
     def _pump(self) -> None:
@@ -343,7 +362,7 @@ class DataChannelConnection:
         while not self.closed:
             await asyncio.sleep(period)
             now = time.time()
-            silent = now - self._last_rx
+            silent = now - self._last_progress
             msg = None
             if self.channel.in_flight and silent > self._stall_timeout:
                 msg = f"no answer from the instance for {silent:.0f} s"
@@ -437,7 +456,14 @@ class DataChannelConnection:
                         continue  # the service sends no text frames to clients
                     self.bytes_in += len(msg)
                     self._last_rx = time.time()
-                    self._handle(self.channel.receive_frame(msg, time.time()))
+                    now = time.time()
+                    waiting = self.channel.in_flight
+                    events = self.channel.receive_frame(msg, now)
+                    if self.channel.in_flight < waiting or any(
+                        isinstance(ev, SessionReady) for ev in events
+                    ):  # an ack (the peer reads), or held input just went out at ready
+                        self._last_progress = now
+                    self._handle(events)
                     self._pump()
                     if self.closed:
                         return
@@ -471,6 +497,7 @@ class DataChannelConnection:
                 continue
             self.endpoint = endpoint
             self.resumes += 1
+            self._last_progress = time.time()  # give the resumed channel a full stall window
             self._handle(self.channel.handle_timer(time.time()))
             self._pump()
             return True
