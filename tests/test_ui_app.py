@@ -37,11 +37,14 @@ def fleet(n: int, scope: FleetScope = DEV) -> tuple[Instance, ...]:
 
 
 async def test_loading_state_then_rows() -> None:
-    source = StaticFleetSource(FleetResult(fleet(3), {}, (DEV,)), delay=0.3)
+    source = StaticFleetSource(FleetResult(fleet(3), {}, (DEV,)), delay=2.0)
     app = create_app(source, refresh_interval=0)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
         screen = app.fleet
+        for _ in range(100):  # a loaded machine may start the worker late
+            if screen.fleet_loading:
+                break
+            await pilot.pause(0.02)
         assert screen.fleet_loading and screen.status.busy
         assert screen.table.empty_message == "Loading the fleet…"
         assert screen.status.left_text.startswith("loading dev/us-east-1…")

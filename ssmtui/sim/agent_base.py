@@ -115,5 +115,9 @@ class AgentPlugin:
     async def wait_accepting(self) -> None:
         """Return when the plugin can take more input (the websocket reader waits on it)."""
 
+    def accepting(self) -> bool:
+        """Whether the plugin takes more input right now (see :meth:`wait_accepting`)."""
+        return True
+
     async def close(self) -> None:
         """Stop processes, close sockets, cancel tasks."""

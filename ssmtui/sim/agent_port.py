@@ -157,6 +157,9 @@ class PortPlugin(AgentPlugin):
         if self.mode is not None:
             await self.mode.wait_accepting()
 
+    def accepting(self) -> bool:
+        return self.mode is None or self.mode.accepting()
+
     async def close(self) -> None:
         if self.mode is not None:
             await self.mode.close()
@@ -234,6 +237,10 @@ class _Basic:
                 self._disconnect(self.conn)
             elif flag == Flag.TERMINATE_SESSION:
                 self.host.end(Ending.port_closed("the client terminated the session"))
+
+    def accepting(self) -> bool:
+        conn = self.conn
+        return conn is None or conn[1].transport.get_write_buffer_size() <= _DEST_BACKLOG
 
     async def wait_accepting(self) -> None:
         conn = self.conn
@@ -387,6 +394,9 @@ class _Mux:
     def _on_consumed(self) -> None:
         if self.smux.wants_data:
             self._accepting.set()
+
+    def accepting(self) -> bool:
+        return self.smux.wants_data or self._closed
 
     async def wait_accepting(self) -> None:
         while not (self.smux.wants_data or self._closed):

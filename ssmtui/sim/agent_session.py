@@ -273,8 +273,19 @@ class SimAgentSession:
         self.end(Ending.lost("the instance went offline"))
 
     async def _read_loop(self, ws: web.WebSocketResponse) -> None:
+        refusing = False
         while True:
-            await self.plugin.wait_accepting()
+            # A full plugin (smux buffer, slow destination) refuses input without acking it, as
+            # the real agent does, but the socket is still read so the client's acks keep
+            # freeing our own output window: stopping the reads altogether can deadlock an
+            # echo (our window full of unacked output <- destination blocked <- its input).
+            if self.plugin.accepting():
+                if refusing:
+                    refusing = False
+                    self.set_ready(True)
+            elif not refusing:
+                refusing = True
+                self.set_ready(False)
             msg = await ws.receive()
             if msg.type is WSMsgType.BINARY:
                 self.frames_read += 1
