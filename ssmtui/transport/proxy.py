@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 from collections.abc import Callable
 
 from ssmtui.protocol import payloads as pl
 from ssmtui.protocol.events import AgentSessionState, ChannelClosed, SessionReady, StreamData
 from ssmtui.protocol.frames import PayloadType
+from ssmtui.transport.fdio import write_all
 from ssmtui.transport.websocket import ConnectionLost, DataChannelConnection, TransportError
 
 __all__ = ["run_command", "run_stdio_proxy"]
@@ -38,7 +38,7 @@ async def run_stdio_proxy(conn: DataChannelConnection, stdin_fd: int, stdout_fd:
     async def downstream() -> int:
         async for ev in conn.events():
             if isinstance(ev, StreamData) and ev.payload_type == PayloadType.OUTPUT:
-                await loop.run_in_executor(None, _write_all, stdout_fd, ev.data)
+                await loop.run_in_executor(None, write_all, stdout_fd, ev.data)
             elif isinstance(ev, ChannelClosed | ConnectionLost):
                 return 0 if isinstance(ev, ChannelClosed) else 255
         return 0
@@ -62,18 +62,6 @@ async def run_stdio_proxy(conn: DataChannelConnection, stdin_fd: int, stdout_fd:
         down.cancel()
         transport.close()
         await conn.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is out (a pipe may take less, a non-blocking one none)."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [], 1.0)
-            continue
-        view = view[written:]
 
 
 async def run_command(

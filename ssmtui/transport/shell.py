@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import shutil
 import signal
 import sys
@@ -28,6 +27,7 @@ from ssmtui.protocol.events import (
     StreamData,
 )
 from ssmtui.protocol.frames import PayloadType
+from ssmtui.transport.fdio import write_all
 from ssmtui.transport.websocket import ConnectionLost, DataChannelConnection, TransportError
 
 __all__ = ["EscapeFilter", "ShellResult", "run_shell"]
@@ -150,7 +150,7 @@ async def run_shell(
                 if ev.payload_type in (PayloadType.OUTPUT, PayloadType.STDERR):
                     data = output_filter(ev.data) if output_filter is not None else ev.data
                     if data:
-                        _write_all(stdout_fd, data)
+                        write_all(stdout_fd, data)
                 elif ev.payload_type == PayloadType.EXIT_CODE:
                     with contextlib.suppress(pl.PayloadError):
                         exit_code = pl.decode_exit_code(ev.data)
@@ -208,18 +208,6 @@ async def run_shell(
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         await conn.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write everything, also to a non-blocking descriptor (a terminal shared with stdin)."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [], 1.0)
-            continue
-        view = view[written:]
 
 
 async def _poll_size(send_size: object) -> None:

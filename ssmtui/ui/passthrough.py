@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import shutil
 import signal
 import sys
@@ -20,6 +19,7 @@ import termios
 import tty
 from collections.abc import Callable
 
+from ssmtui.transport.fdio import write_all
 from ssmtui.transport.shell import ESCAPE_HELP, EscapeFilter
 
 __all__ = ["DETACH_KEY", "Passthrough", "real_terminal_fd", "terminal_size"]
@@ -47,16 +47,8 @@ def real_terminal_fd() -> int:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [], 1.0)
-            continue
-        except OSError:
-            return
-        view = view[written:]
+    with contextlib.suppress(OSError):  # the terminal went away: nothing to show it on
+        write_all(fd, data)
 
 
 class Passthrough:
