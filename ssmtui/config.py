@@ -50,7 +50,7 @@ __all__ = ["ENDPOINT_SERVICES", "USER_AGENT", "Config", "TunnelPreset", "default
 #: Added to the AWS SDK's User-Agent header.
 USER_AGENT = f"ssmtui/{__version__}"
 #: Services whose endpoint can be overridden with ``endpoints = {…}``.
-ENDPOINT_SERVICES = ("ssm", "ec2", "kms", "sts")
+ENDPOINT_SERVICES = ("ssm", "ec2", "kms", "sts", "iam")
 
 _ENV_PREFIX = "SSMTUI_"
 _VERSION_RE = re.compile(r"^\d+(\.\d+){2,3}$")

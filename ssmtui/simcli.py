@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ssmtui.config import ENDPOINT_SERVICES
 from ssmtui.errors import SsmtuiError, UsageError
 from ssmtui.runtime import attach_demo_agents, load_demo_fleet
 
@@ -115,7 +116,7 @@ def banner(server: Any, fleet: Any, tls_cert: Path | None = None) -> str:
             f"aws_access_key_id = {access}",
             f"aws_secret_access_key = {secret}",
         ]
-    services = ", ".join(f'{s} = "{endpoint}"' for s in ("ssm", "ec2", "kms", "sts"))
+    services = ", ".join(f'{s} = "{endpoint}"' for s in ENDPOINT_SERVICES)
     lines += [
         "",
         f"# ssmtui config.toml: endpoints = {{ {services} }}",
