@@ -7,6 +7,8 @@
 * ``forward TARGET [BIND:]LOCAL:REMOTE … [--host HOST]``: port-forwarding tunnels;
 * ``proxy TARGET [PORT]``: stdin/stdout to sshd, for ``ssh -o ProxyCommand``;
 * ``exec TARGET -- COMMAND…``: run a command, with its output streams and exit code;
+* ``sessions [--history] [--json]``: sessions in the fleet, anyone's (:mod:`ssmtui.cli_active`);
+* ``terminate SESSION_ID [--yes]``: TerminateSession, asking first on a terminal;
 * ``plugin ARGS…``: act as AWS's ``session-manager-plugin`` (:mod:`ssmtui.plugin`);
 * ``sim [--port N] …``: run the demo fleet standalone and print how to point clients at it;
 * no verb: the TUI when :mod:`ssmtui.ui` exists (``--demo``: on the demo fleet); until then
@@ -152,6 +154,42 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("filters", nargs="*", metavar="FILTER", help="keep matching instances")
     listing.set_defaults(handler=_cmd_list)
     _add_session_verbs(verbs)
+
+    active = verbs.add_parser(
+        "sessions",
+        help="list sessions running in the fleet (anyone's), or recent ones",
+        description="Session Manager sessions (DescribeSessions) over profiles and regions: "
+        "who started them, on what, when.",
+    )
+    _add_scope_flags(active, "_verb")
+    active.add_argument("--history", action="store_true", help="recently ended sessions")
+    active.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    active.set_defaults(handler=_cmd_session("sessions_main", "cli_active"))
+    terminate = verbs.add_parser(
+        "terminate",
+        help="end a session (TerminateSession), whoever started it",
+        description="TerminateSession by id; asks first on a terminal unless --yes.",
+    )
+    _add_scope_flags(terminate, "_verb", purpose="look for SESSION_ID in")
+    terminate.add_argument("session_id", metavar="SESSION_ID", help="see: ssmtui sessions")
+    terminate.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    terminate.set_defaults(handler=_cmd_session("terminate_main", "cli_active"))
+
+    doctor = verbs.add_parser(
+        "doctor",
+        help="why is an instance missing, or why won't a session start?",
+        description="Check what Session Manager needs: instance state, instance profile and "
+        "its role's policies, the route to the internet or the VPC endpoints (private DNS, "
+        "HTTPS open), agent version; for a TARGET also whether you may start sessions on it; "
+        "and each region's session preferences (logging, KMS, timeouts, run-as). Without "
+        "TARGET: every EC2 instance not registered in SSM, and registered ones not online. "
+        "Exits 1 when something stops sessions.",
+    )
+    _add_scope_flags(doctor, "_verb", purpose="examine")
+    doctor.add_argument("target", nargs="?", metavar="TARGET", help=TARGET_HELP)
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of text")
+    doctor.add_argument("--all", action="store_true", help="also list the checks that passed")
+    doctor.set_defaults(handler=_cmd_session("doctor_main", "cli_doctor"))
 
     sim = verbs.add_parser(
         "sim",

@@ -23,6 +23,7 @@ __all__ = [
     "FleetScope",
     "Instance",
     "InstanceFilter",
+    "RemoteSession",
     "Target",
     "TargetKind",
 ]
@@ -346,3 +347,115 @@ class FleetResult:
         """Instances passing every filter."""
         flts = list(filters)
         return [i for i in self.instances if all(f.matches(i) for f in flts)]
+
+
+#: Session document -> what the session does, for tables (the default shell has no document).
+_SESSION_WHAT = {
+    "": "Shell",
+    "SSM-SessionManagerRunShell": "Shell",
+    "AWS-StartPortForwardingSession": "Port",
+    "AWS-StartPortForwardingSessionToRemoteHost": "Remote host",
+    "AWS-StartSSHSession": "SSH",
+    "AWS-StartInteractiveCommand": "Command",
+    "AWS-StartNonInteractiveCommand": "Command",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSession:
+    """One Session Manager session as DescribeSessions reports it (anyone's, from anywhere).
+
+    DescribeSessions does not return a session's parameters (port numbers, commands): ``what``
+    says only what the document tells, plus ``parameters`` when the caller knows them (a session
+    this machine started and recorded).
+    """
+
+    session_id: str
+    target: str
+    #: ``Connected``, ``Connecting``, ``Disconnected``, ``Terminated``, ``Terminating``, ``Failed``.
+    status: str
+    #: ARN of the IAM principal that started the session.
+    owner: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    #: Document name ("" for the default shell document).
+    document: str = ""
+    reason: str = ""
+    #: DescribeSessions' ``Details`` (free text, usually empty).
+    details: str = ""
+    profile: str = ""
+    region: str = ""
+    #: Where the session's output is logged (S3 / CloudWatch URL), when logging is on.
+    output_url: str = ""
+    #: Document parameters when known from elsewhere (never from DescribeSessions).
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def scope(self) -> FleetScope:
+        """Where the session was listed."""
+        return FleetScope(self.profile, self.region)
+
+    @property
+    def active(self) -> bool:
+        """Not ended (DescribeSessions' ``Active`` state)."""
+        return self.status not in ("Terminated", "Failed") and self.end is None
+
+    @property
+    def owner_name(self) -> str:
+        """The user part of the owner ARN: the session name of an assumed role
+        (``…:assumed-role/Admin/alice@example.com`` -> ``alice@example.com``), the user name of
+        an IAM user (``…:user/path/bob`` -> ``bob``), ``root``; else the ARN as given."""
+        arn = self.owner
+        if not arn.startswith("arn:"):
+            return arn
+        resource = arn.split(":", 5)[-1]
+        if resource == "root":
+            return "root"
+        kind, _, rest = resource.partition("/")
+        if not rest:
+            return arn
+        if kind in ("assumed-role", "user", "federated-user"):
+            return rest.rsplit("/", 1)[-1]
+        return rest
+
+    def is_mine(self, caller_arn: str | None) -> bool:
+        """Whether the principal ``caller_arn`` (STS GetCallerIdentity) started this session."""
+        return bool(caller_arn) and self.owner == caller_arn
+
+    @property
+    def what(self) -> str:
+        """``Shell``, ``Port 5432``, ``Remote host db:5432``, ``SSH``, ``Command`` … (port and
+        host only when :attr:`parameters` knows them)."""
+        label = _SESSION_WHAT.get(self.document, self.document)
+        params = dict(self.parameters)
+        port, host = params.get("portNumber"), params.get("host")
+        if label == "Port" and port:
+            return f"Port {port}"
+        if label == "Remote host" and host:
+            return f"Remote host {host}:{port}" if port else f"Remote host {host}"
+        return label
+
+    def duration(self, now: datetime) -> float | None:
+        """Seconds from start to end (or to ``now`` while active); None without a start."""
+        if self.start is None:
+            return None
+        return max(0.0, ((self.end or now) - self.start).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601)."""
+        return {
+            "session_id": self.session_id,
+            "target": self.target,
+            "status": self.status,
+            "owner": self.owner,
+            "owner_name": self.owner_name,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "document": self.document,
+            "what": self.what,
+            "reason": self.reason,
+            "details": self.details,
+            "output_url": self.output_url,
+            "profile": self.profile,
+            "region": self.region,
+        }

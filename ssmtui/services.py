@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ssmtui.aws import sessions as aws_sessions
@@ -23,13 +23,13 @@ from ssmtui.aws.clients import AwsClients
 from ssmtui.aws.errors import translate
 from ssmtui.aws.kms import generate_session_key
 from ssmtui.errors import AwsError, SsmtuiError
-from ssmtui.models import Instance
+from ssmtui.models import FleetScope, Instance, RemoteSession
 from ssmtui.protocol.channel import ChannelConfig
 from ssmtui.store.history import History, kind_for_document
 from ssmtui.transport.tunnel import SessionOpener, Tunnel, TunnelSpec
 from ssmtui.transport.websocket import DataChannelConnection, StreamEndpoint
 
-__all__ = ["SessionKind", "SessionService"]
+__all__ = ["RemoteSessions", "SessionKind", "SessionListing", "SessionService"]
 
 log = logging.getLogger(__name__)
 
@@ -322,3 +322,134 @@ class _RecordedTunnel(Tunnel):
             bytes_out=self.stats.bytes_out,
             session_id=self.stats.session_id or None,
         )
+
+
+# --------------------------------------------------------------------------- fleet sessions
+
+
+@dataclass(frozen=True, slots=True)
+class SessionListing:
+    """Sessions over several scopes (newest first), and the scopes that failed.
+
+    A failed scope is in :attr:`errors` and never hides the others; :attr:`callers` has the
+    caller ARN of every scope where STS GetCallerIdentity answered.
+    """
+
+    sessions: tuple[RemoteSession, ...] = ()
+    errors: Mapping[FleetScope, SsmtuiError] = field(default_factory=dict)
+    callers: Mapping[FleetScope, str] = field(default_factory=dict)
+    history: bool = False
+
+    def is_mine(self, session: RemoteSession) -> bool:
+        """Whether the caller of the session's scope started it."""
+        return session.is_mine(self.callers.get(session.scope))
+
+    def find(self, session_id: str) -> RemoteSession | None:
+        """The listed session with this id."""
+        return next((s for s in self.sessions if s.session_id == session_id), None)
+
+
+def _in_scope(err: SsmtuiError, scope: FleetScope, service: str, operation: str) -> SsmtuiError:
+    """An error from :mod:`ssmtui.aws.sessions` again, saying which profile/region failed."""
+    if isinstance(err, AwsError) and err.profile is None and err.cause is not None:
+        return translate(
+            err.cause,
+            profile=scope.profile,
+            region=scope.region,
+            service=service,
+            operation=operation,
+        )
+    return err
+
+
+class RemoteSessions:
+    """Sessions running in the fleet, whoever started them and from wherever
+    (DescribeSessions), and TerminateSession by id."""
+
+    def __init__(self, clients: AwsClients, *, history_limit: int = 100) -> None:
+        self.clients = clients
+        #: Most ended sessions listed per scope (History holds every session ever).
+        self.history_limit = history_limit
+        self._callers: dict[FleetScope, str] = {}
+
+    async def caller(self, scope: FleetScope) -> str | None:
+        """The caller ARN of a scope's credentials (cached; None when STS does not answer)."""
+        if scope in self._callers:
+            return self._callers[scope]
+        try:
+            async with self.clients.client("sts", scope.profile, scope.region) as sts:
+                arn = await aws_sessions.caller_arn(sts)
+        except Exception as exc:  # "you" is a nicety: the listing works without it
+            log.debug("GetCallerIdentity failed in %s: %s", scope, exc)
+            return None
+        self._callers[scope] = arn
+        return arn
+
+    async def _scope(
+        self, scope: FleetScope, history: bool, session_id: str | None
+    ) -> list[RemoteSession]:
+        state, limit = ("History", self.history_limit) if history else ("Active", 1000)
+        only = [{"key": "SessionId", "value": session_id}] if session_id else []
+        try:
+            async with self.clients.client("ssm", scope.profile, scope.region) as ssm:
+                items = await aws_sessions.describe_sessions(ssm, state, filters=only, limit=limit)
+        except SsmtuiError as err:
+            raise _in_scope(err, scope, "ssm", "DescribeSessions") from err.cause
+        except Exception as exc:
+            raise translate(
+                exc,
+                profile=scope.profile,
+                region=scope.region,
+                service="ssm",
+                operation="DescribeSessions",
+            ) from exc
+        return [aws_sessions.parse_session(i, scope.profile, scope.region) for i in items]
+
+    async def list(
+        self,
+        scopes: Sequence[FleetScope],
+        *,
+        history: bool = False,
+        session_id: str | None = None,
+    ) -> SessionListing:
+        """Active (or, ``history``, recently ended) sessions of every scope, concurrently; only
+        the one with ``session_id`` when given."""
+        unique = list(dict.fromkeys(scopes))
+        listed, callers = await asyncio.gather(
+            asyncio.gather(
+                *(self._scope(s, history, session_id) for s in unique), return_exceptions=True
+            ),
+            asyncio.gather(*(self.caller(s) for s in unique)),
+        )
+        sessions: list[RemoteSession] = []
+        errors: dict[FleetScope, SsmtuiError] = {}
+        for scope, result in zip(unique, listed, strict=True):
+            if isinstance(result, SsmtuiError):
+                errors[scope] = result
+            elif isinstance(result, BaseException):
+                errors[scope] = SsmtuiError(f"{scope}: {result}", cause=result)
+            else:
+                sessions.extend(result)
+        sessions.sort(key=lambda s: s.start.timestamp() if s.start else 0.0, reverse=True)
+        return SessionListing(
+            tuple(sessions),
+            errors,
+            {s: arn for s, arn in zip(unique, callers, strict=True) if arn},
+            history,
+        )
+
+    async def find(self, session_id: str, scopes: Sequence[FleetScope]) -> SessionListing:
+        """Look for one session (active first, then recent) in ``scopes``."""
+        for history in (False, True):
+            listing = await self.list(scopes, history=history, session_id=session_id)
+            if listing.find(session_id) is not None:
+                return listing
+        return listing
+
+    async def terminate(self, scope: FleetScope, session_id: str) -> None:
+        """TerminateSession in ``scope``; errors (AccessDenied …) are raised, naming the scope."""
+        try:
+            async with self.clients.client("ssm", scope.profile, scope.region) as ssm:
+                await aws_sessions.terminate_session(ssm, session_id)
+        except SsmtuiError as err:
+            raise _in_scope(err, scope, "ssm", "TerminateSession") from err.cause

@@ -37,6 +37,7 @@ ALLOWED_INTERNAL = {
     "aws": {"protocol"},
     "transport": {"protocol", "aws"},
     "services": {"protocol", "aws", "transport", "store"},
+    "doctor": {"aws"},
     "sim": {"protocol"},
 }
 SDK = {"boto3", "botocore", "aiobotocore"}

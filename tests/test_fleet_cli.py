@@ -107,7 +107,7 @@ async def test_list_fleet_joins_ssm_and_ec2(demo: tuple[SimServer, AwsClients]) 
     fleet = server.state.fleet
     result = await list_fleet(clients, SCOPES)
     assert result.ok and result.scopes == tuple(SCOPES)
-    assert len(result) == len(fleet) == 26
+    assert len(result) == len(fleet) == 35  # 26 + payroll-dev + 8 broken ones (doctor demo)
     for scope in SCOPES:
         assert {i.instance_id for i in result.in_scope(scope)} == expected(fleet, scope)
     by_id = result.by_id()
@@ -171,7 +171,7 @@ async def test_unknown_credentials_fail_only_their_scope(
     assert set(result.errors) == {qa}
     assert isinstance(result.errors[qa], CredentialsError)
     assert "rejected" in str(result.errors[qa])
-    assert len(result) == 26
+    assert len(result) == 35
 
 
 @shared_loop
@@ -222,7 +222,7 @@ async def test_throttling_is_retried(demo: tuple[SimServer, AwsClients]) -> None
     server.state.throttle(times=1, operation="DescribeInstanceInformation")
     async with demo_clients(server, Config(max_attempts=3)) as clients:
         result = await list_fleet(clients, [FleetScope("dev", "eu-west-1")])
-    assert result.ok and len(result) == 4
+    assert result.ok and len(result) == 5  # 4 + isolated-no-private-dns (unregistered)
 
 
 @shared_loop
@@ -334,7 +334,7 @@ def test_cli_demo_prints_the_listing(cli_env: dict[str, str]) -> None:
     assert res.stderr == ""
     lines = res.stdout.splitlines()
     assert lines[0].split()[:3] == ["STATUS", "NAME", "INSTANCE"]
-    assert len(lines) == 27
+    assert len(lines) == 36
     for inst in default_fleet():
         assert inst.instance_id in res.stdout
     row = next(line for line in lines if STOPPED_PROD in line)
@@ -345,7 +345,7 @@ def test_cli_demo_list_json_and_filters(cli_env: dict[str, str]) -> None:
     res = run_cli(cli_env, "--demo", "list", "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert doc["count"] == len(doc["instances"]) == 26 and doc["errors"] == []
+    assert doc["count"] == len(doc["instances"]) == 35 and doc["errors"] == []
     assert {i["instance_id"] for i in doc["instances"]} == {i.instance_id for i in default_fleet()}
     res = run_cli(cli_env, "--demo", "list", "tag:Role=web")
     assert res.returncode == 0, res.stderr
@@ -483,7 +483,7 @@ def test_cli_sim_serves_until_sigint(cli_env: dict[str, str]) -> None:
             aws_access_key_id=access, aws_secret_access_key=secret, region_name="us-east-1"
         ).client("ssm", endpoint_url=endpoint, config=BotoConfig(retries={"total_max_attempts": 1}))
         page = ssm.describe_instance_information(MaxResults=50)
-        assert len(page["InstanceInformationList"]) == 8
+        assert len(page["InstanceInformationList"]) == 9  # incl. payroll-dev
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         err = proc.stderr.read()

@@ -122,7 +122,8 @@ async def test_terminate_session_api(sim: Sim) -> None:
     assert await finish(c) == 1006
     assert c.channel_closed is not None and "Terminating" not in c.states
     assert agent.done.is_set() and agent.plugin.pty.proc.returncode is not None
-    desc = await sim.call("ssm", "describe_sessions", State="History")
+    mine = [{"key": "SessionId", "value": c.channel.session_id}]  # not the fleet's seeded ones
+    desc = await sim.call("ssm", "describe_sessions", State="History", Filters=mine)
     assert [s["Status"] for s in desc["Sessions"]] == ["Terminated"]
 
 

@@ -36,7 +36,7 @@ from tests.sim_harness import aws_env  # noqa: F401  (autouse: no machine-wide A
 
 SCOPES = [("dev", "us-east-1"), ("dev", "eu-west-1"), ("prod", "us-east-1"), ("prod", "eu-west-1")]
 #: Registered (SSM-visible) nodes per profile/region in the shipped fleet.
-REGISTERED = {SCOPES[0]: 8, SCOPES[1]: 4, SCOPES[2]: 8, SCOPES[3]: 5}
+REGISTERED = {SCOPES[0]: 9, SCOPES[1]: 4, SCOPES[2]: 8, SCOPES[3]: 5}  # incl. payroll-dev
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 AIO_NO_RETRY = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 ONLINE_DEV = "i-01d6875ee4127775f"  # web-dev-1, dev/us-east-1, Online
@@ -128,7 +128,7 @@ def ec2_ids(ec2: Any, *filters: tuple[str, str], **kwargs: Any) -> set[str]:
 
 def test_default_fleet_contents() -> None:
     fleet = default_fleet()
-    assert 24 <= len(fleet) <= 30
+    assert 30 <= len(fleet) <= 40
     assert fleet.profiles == ["dev", "prod"] and fleet.regions == ["eu-west-1", "us-east-1"]
     assert fleet.accounts == {"dev": "111111111111", "prod": "222222222222"}
     assert {i.ping_status for i in fleet} == {"Online", "ConnectionLost", "Inactive"}
@@ -138,16 +138,18 @@ def test_default_fleet_contents() -> None:
     assert [i.instance_id for i in hybrids] == [HYBRID_PROD]
     assert hybrids[0].resource_type == "ManagedInstance" and hybrids[0].vpc_id is None
     unregistered = [(i.instance_id, i.ec2_state) for i in fleet if not i.registered]
-    assert unregistered == [(STOPPED_PROD, "stopped")]
+    assert [u for u in unregistered if u[1] == "stopped"] == [(STOPPED_PROD, "stopped")]
+    assert len(unregistered) == 9  # + the 8 broken-on-purpose running ones (doctor demo)
     for inst in fleet:
         assert {"Name", "Role", "Env", "Team"} <= inst.tags.keys()
         assert inst.tags["Env"] == inst.profile
         assert re.fullmatch(r"(i|mi)-[0-9a-f]{17}", inst.instance_id)
         assert inst.private_ip and inst.computer_name
         if inst.is_ec2:
-            assert inst.vpc_id and inst.subnet_id and inst.instance_profile_arn
+            assert inst.vpc_id and inst.subnet_id and inst.security_group_ids
+            assert inst.instance_profile_arn or inst.name == "orphan-no-profile"
     assert fleet.get(ONLINE_DEV) is not None and fleet.get("i-nope") is None
-    assert len(fleet.by_profile("dev")) == 12 and len(fleet.by_region("eu-west-1")) == 9
+    assert len(fleet.by_profile("dev")) == 18 and len(fleet.by_region("eu-west-1")) == 11
 
 
 def test_demo_credentials_and_generated_fleet() -> None:
@@ -212,7 +214,7 @@ def test_instance_information_filters(client: ClientFactory) -> None:
     data_online = [flt("tag:Team", "data"), flt("PingStatus", "Online")]
     assert ssm_ids(ssm, Filters=data_online) == {"i-01fc6480269f92f76"}
     assert ssm_ids(ssm, Filters=[flt("AgentVersion", "3.0.161.0")]) == {"i-0d2bfc8025ea4935a"}
-    assert len(ssm_ids(ssm, Filters=[flt("ResourceType", "EC2Instance")])) == 8
+    assert len(ssm_ids(ssm, Filters=[flt("ResourceType", "EC2Instance")])) == 9  # + payroll-dev
     legacy = [{"key": "PingStatus", "valueSet": ["Inactive"]}]
     assert ssm_ids(ssm, InstanceInformationFilterList=legacy) == {INACTIVE_DEV}
     hybrid = client("ssm", "prod", "eu-west-1").describe_instance_information(
@@ -233,7 +235,9 @@ def test_ec2_describe_instances(client: ClientFactory) -> None:
     pages = ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": 5})
     reservations = [r for page in pages for r in page["Reservations"]]
     instances = {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
-    assert len(instances) == 9  # 8 registered + the stopped one SSM does not know
+    # 8 registered + the stopped one SSM does not know + 2 broken ones (isolated-no-path,
+    # isolated-sg-blocks-443: running, never registered)
+    assert len(instances) == 11
     assert all(r["OwnerId"] == "222222222222" for r in reservations)
     stopped = instances[STOPPED_PROD]
     assert stopped["State"] == {"Code": 80, "Name": "stopped"}
@@ -545,7 +549,8 @@ async def test_aiobotocore_against_run_server() -> None:
             with pytest.raises(ClientError) as exc:
                 await ssm.start_session(Target=LOST_DEV)
             assert exc.value.response["Error"]["Code"] == "TargetNotConnected"
-            assert len((await ec2.describe_instances())["Reservations"]) == 8
+            # 9 registered + 4 running, unregistered broken ones (doctor demo)
+            assert len((await ec2.describe_instances())["Reservations"]) == 13
             assert (await sts.get_caller_identity())["Account"] == "111111111111"
             key = await kms.generate_data_key(KeyId="alias/k", EncryptionContext={"a": "b"})
             blob = key["CiphertextBlob"]

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from ssmtui.models import RemoteSession
 
 __all__ = [
     "DOCUMENTS",
     "StartedSession",
+    "caller_arn",
+    "describe_sessions",
+    "parse_session",
     "port_parameters",
     "resume_session",
     "sign_stream_url",
@@ -102,6 +108,66 @@ async def resume_session(ssm: Any, session_id: str) -> tuple[str, str]:
 
 async def terminate_session(ssm: Any, session_id: str) -> None:
     await _call(ssm, "terminate_session", SessionId=session_id)
+
+
+#: DescribeSessions' page size maximum.
+_DESCRIBE_PAGE = 200
+
+
+async def describe_sessions(
+    ssm: Any,
+    state: str = "Active",
+    *,
+    filters: Sequence[Mapping[str, str]] = (),
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """DescribeSessions (``state`` ``Active`` or ``History``), following NextToken until
+    ``limit`` sessions (History can hold every session ever: keep ``limit`` modest)."""
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"State": state, "MaxResults": min(_DESCRIBE_PAGE, max(1, limit))}
+    if filters:
+        kwargs["Filters"] = [{"key": f["key"], "value": f["value"]} for f in filters]
+    while len(found) < limit:
+        resp = await _call(ssm, "describe_sessions", **kwargs)
+        found.extend(resp.get("Sessions") or [])
+        token = resp.get("NextToken")
+        if not token:
+            break
+        kwargs["NextToken"] = token
+    return found[:limit]
+
+
+def parse_session(item: Mapping[str, Any], profile: str, region: str) -> RemoteSession:
+    """One DescribeSessions ``Session`` as a :class:`~ssmtui.models.RemoteSession`."""
+    output = item.get("OutputUrl") or {}
+    return RemoteSession(
+        session_id=str(item.get("SessionId") or ""),
+        target=str(item.get("Target") or ""),
+        status=str(item.get("Status") or ""),
+        owner=str(item.get("Owner") or ""),
+        start=_utc(item.get("StartDate")),
+        end=_utc(item.get("EndDate")),
+        document=str(item.get("DocumentName") or ""),
+        reason=str(item.get("Reason") or ""),
+        details=str(item.get("Details") or ""),
+        profile=profile,
+        region=region,
+        output_url=str(output.get("S3OutputUrl") or output.get("CloudWatchOutputUrl") or ""),
+    )
+
+
+def _utc(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+async def caller_arn(sts: Any) -> str:
+    """STS GetCallerIdentity: the ARN of the principal these credentials act as."""
+    resp = await _call(sts, "get_caller_identity")
+    return str(resp.get("Arn") or "")
 
 
 async def _call(client: Any, method: str, **kwargs: Any) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""The demo fleet's loopback AWS endpoint: SSM, EC2, KMS and STS on one aiohttp port.
+"""The demo fleet's loopback AWS endpoint: SSM, EC2, KMS, STS and IAM on one aiohttp port.
 
 Point real boto3/aiobotocore clients at :attr:`SimServer.endpoint` with ``endpoint_url=`` and the
 :func:`~ssmtui.sim.fleet.demo_credentials` of a profile; the SigV4 credential scope tells the server
 the caller's account (access key id) and region. Requests are routed the way AWS front ends do:
 
 * ``X-Amz-Target: AmazonSSM.<Op>`` / ``TrentService.<Op>`` -> SSM / KMS (JSON 1.1);
-* form body ``Action=<Op>&Version=2016-11-15`` -> EC2, ``Version=2011-06-15`` -> STS (query);
+* form body ``Action=<Op>&Version=2016-11-15`` -> EC2, ``Version=2011-06-15`` -> STS,
+  ``Version=2010-05-08`` -> IAM (query; global, so any signing region is accepted);
 * ``GET /v1/data-channel/{session_id}`` -> the session's data-channel websocket, served by
   :attr:`SimState.data_channel_handler` (the simulated agent).
 """
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSCloseCode, web
 
 from ssmtui.sim.aws_ec2 import EC2_OPERATIONS, EC2_XMLNS
+from ssmtui.sim.aws_iam import IAM_OPERATIONS, IAM_XMLNS
 from ssmtui.sim.aws_kms import KMS_OPERATIONS
 from ssmtui.sim.aws_ssm import SSM_OPERATIONS
 from ssmtui.sim.aws_sts import STS_OPERATIONS, STS_XMLNS
@@ -66,6 +68,7 @@ _QUERY_SERVICES: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     # Version -> (service, protocol, xmlns, operations)
     "2016-11-15": ("ec2", "ec2", EC2_XMLNS, EC2_OPERATIONS),
     "2011-06-15": ("sts", "query", STS_XMLNS, STS_OPERATIONS),
+    "2010-05-08": ("iam", "query", IAM_XMLNS, IAM_OPERATIONS),
 }
 _REQUEST_ID_HEADER = "x-amzn-RequestId"
 

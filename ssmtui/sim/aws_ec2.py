@@ -1,5 +1,8 @@
 """Simulated Amazon EC2 ``DescribeInstances`` (EC2 query protocol, ``Version=2016-11-15``).
 
+The network reads (subnets, route tables, VPC endpoints, security groups) live in
+:mod:`ssmtui.sim.aws_ec2_net` and are served through the same operation table.
+
 Requests are form bodies (``InstanceId.N``, ``Filter.N.Name``, ``Filter.N.Value.M``,
 ``MaxResults``, ``NextToken``); responses are XML in the ``http://ec2.amazonaws.com/doc/2016-11-15/``
 namespace, shaped as botocore's EC2 parser reads them.
@@ -13,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from ssmtui.sim.aws_ec2_net import NET_OPERATIONS, group_name
 from ssmtui.sim.aws_wire import AwsError, fingerprint, iso8601, page_offset, page_token, sub
 from ssmtui.sim.fleet import SimInstance
 
@@ -37,6 +41,10 @@ _FILTER_ATTRS: dict[str, Callable[[SimInstance], str | None]] = {
     "platform": lambda i: "windows" if i.is_windows else None,
     "platform-details": lambda i: i.platform_details,
     "iam-instance-profile.arn": lambda i: i.instance_profile_arn,
+}
+_MULTI_FILTERS: dict[str, Callable[[SimInstance], Iterable[str]]] = {
+    "instance.group-id": lambda i: i.security_group_ids,
+    "network-interface.group-id": lambda i: i.security_group_ids,
 }
 
 
@@ -82,6 +90,8 @@ def _filters(params: Mapping[str, str]) -> list[Callable[[SimInstance], bool]]:
             preds.append(_any_filter(lambda i: i.tags.keys(), values))
         elif name == "tag-value":
             preds.append(_any_filter(lambda i: i.tags.values(), values))
+        elif name in _MULTI_FILTERS:
+            preds.append(_any_filter(_MULTI_FILTERS[name], values))
         elif name in _FILTER_ATTRS:
             preds.append(_attr_filter(_FILTER_ATTRS[name], values))
         else:
@@ -89,7 +99,7 @@ def _filters(params: Mapping[str, str]) -> list[Callable[[SimInstance], bool]]:
     return preds
 
 
-def _instance_xml(parent: ET.Element, inst: SimInstance) -> None:
+def _instance_xml(parent: ET.Element, inst: SimInstance, groups: Mapping[str, str]) -> None:
     item = sub(parent, "item")
     sub(item, "instanceId", inst.instance_id)
     sub(item, "imageId", inst.image_id)
@@ -126,6 +136,11 @@ def _instance_xml(parent: ET.Element, inst: SimInstance) -> None:
     sub(item, "architecture", "x86_64")
     sub(item, "rootDeviceType", "ebs")
     sub(item, "rootDeviceName", "/dev/sda1" if inst.is_windows else "/dev/xvda")
+    group_set = sub(item, "groupSet")
+    for group_id in inst.security_group_ids:
+        group = sub(group_set, "item")
+        sub(group, "groupId", group_id)
+        sub(group, "groupName", groups.get(group_id, group_id))
     if inst.instance_profile_arn:
         profile = sub(item, "iamInstanceProfile")
         sub(profile, "arn", inst.instance_profile_arn)
@@ -191,12 +206,16 @@ def describe_instances(ctx: RequestContext, params: dict[str, str]) -> ET.Elemen
     root = ET.Element("DescribeInstancesResponse", xmlns=EC2_XMLNS)
     sub(root, "requestId", ctx.request_id)
     reservations = sub(root, "reservationSet")
+    names: dict[str, str] = {}
     for inst in page:
+        for group_id in inst.security_group_ids:
+            if group_id not in names:
+                names[group_id] = group_name(ctx, inst.vpc_id, group_id)
         res = sub(reservations, "item")
         sub(res, "reservationId", "r-" + inst.instance_id.split("-", 1)[1])
         sub(res, "ownerId", inst.account_id)
         sub(res, "groupSet")
-        _instance_xml(sub(res, "instancesSet"), inst)
+        _instance_xml(sub(res, "instancesSet"), inst, names)
     if end < len(matched):
         sub(root, "nextToken", page_token(end, scope))
     return root
@@ -205,4 +224,5 @@ def describe_instances(ctx: RequestContext, params: dict[str, str]) -> ET.Elemen
 #: Operation name -> handler.
 EC2_OPERATIONS: dict[str, Callable[[RequestContext, dict[str, str]], ET.Element]] = {
     "DescribeInstances": describe_instances,
+    **NET_OPERATIONS,
 }

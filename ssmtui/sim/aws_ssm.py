@@ -3,6 +3,7 @@
 Operations: DescribeInstanceInformation, StartSession, ResumeSession, TerminateSession,
 DescribeSessions, GetConnectionStatus, GetDocument. Each handler takes the request context and
 the decoded JSON parameters and returns the JSON result, or raises :class:`AwsError`.
+StartSession is authorized against the caller's identity policies (:mod:`ssmtui.sim.iam_policy`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ssmtui.sim.documents import (
     resolve_parameters,
 )
 from ssmtui.sim.fleet import SimInstance
+from ssmtui.sim.iam_policy import ALLOWED, EXPLICIT_DENY, evaluate
 
 if TYPE_CHECKING:
     from ssmtui.sim.state import RequestContext, SimSession
@@ -164,8 +166,11 @@ def get_connection_status(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 def get_document(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """SSM GetDocument for the session documents (incl. the Session Manager preferences)."""
     name = normalize_document_name(str(params.get("Name", "")))
-    prefs = ctx.state.session_preferences(ctx.caller.account_id, ctx.caller.region)
+    caller = ctx.caller
+    prefs = ctx.state.session_preferences(caller.account_id, caller.region)
     content = document_content(name, prefs)
+    if name == DEFAULT_DOCUMENT and not ctx.state.has_preferences(caller.account_id, caller.region):
+        content = None  # never configured in this account/region: AWS has no such document
     if content is None:
         raise AwsError("InvalidDocument", "The specified document does not exist.")
     version = params.get("DocumentVersion") or "1"
@@ -200,13 +205,53 @@ def _parameters(params: Mapping[str, Any]) -> dict[str, list[str]]:
     return {str(k): [str(x) for x in v] for k, v in raw.items()}
 
 
+def _authorize_start(
+    ctx: RequestContext, target: str, inst: SimInstance | None, document: str
+) -> None:
+    """Evaluate the caller's identity policies for ``ssm:StartSession`` like IAM would.
+
+    Context: ``aws:CurrentTime`` and ``ssm:resourceTag/<key>`` of the target's tags.
+    """
+    caller = ctx.caller
+    acct = ctx.state.iam.account(caller.account_id)
+    principal = acct.principal(caller.arn)
+    if principal is None:
+        return
+    policies = acct.policy_sources(principal)
+    now = ctx.state.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    context: dict[str, list[str]] = {"aws:CurrentTime": [now]}
+    if inst is not None:
+        context.update({f"ssm:resourceTag/{k}": [v] for k, v in inst.tags.items()})
+    kind = "managed-instance" if target.startswith("mi-") else "instance"
+    service = "ssm" if kind == "managed-instance" else "ec2"
+    resources = [
+        f"arn:aws:{service}:{caller.region}:{caller.account_id}:{kind}/{target}",
+        f"arn:aws:ssm:{caller.region}::document/{document}",
+    ]
+    for resource in resources:
+        decision = evaluate(policies, "ssm:StartSession", resource, context)
+        if decision.decision == ALLOWED:
+            continue
+        why = (
+            "with an explicit deny in an identity-based policy"
+            if decision.decision == EXPLICIT_DENY
+            else "because no identity-based policy allows the ssm:StartSession action"
+        )
+        raise AwsError(
+            "AccessDeniedException",
+            f"User: {caller.arn} is not authorized to perform: ssm:StartSession on resource: "
+            f"{resource} {why}",
+        )
+
+
 async def start_session(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    """SSM StartSession: validate document/target/parameters and create a session."""
+    """SSM StartSession: authorize, validate document/target/parameters, create a session."""
     target = str(params.get("Target", ""))
     document = normalize_document_name(params.get("DocumentName"))
+    inst = ctx.state.visible_instance(ctx.caller, target)
+    _authorize_start(ctx, target, inst, document)
     if document != DEFAULT_DOCUMENT and document not in SESSION_DOCUMENTS:
         raise AwsError("InvalidDocument", f"Document with name {document} does not exist.")
-    inst = ctx.state.visible_instance(ctx.caller, target)
     if inst is None or not inst.is_online:
         raise AwsError("TargetNotConnected", f"{target} is not connected.")
     given = _parameters(params)
@@ -302,6 +347,8 @@ def session_json(session: SimSession) -> dict[str, Any]:
         item["EndDate"] = epoch(session.end_date)
     if session.reason:
         item["Reason"] = session.reason
+    if session.details:
+        item["Details"] = session.details
     prefs = session.preferences
     if prefs.get("maxSessionDuration"):
         item["MaxSessionDuration"] = str(prefs["maxSessionDuration"])

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ssmtui.sim.network import SimNetwork, attach_instance, declared_network, public_subnet_id
+
 __all__ = [
     "DEFAULT_ACCOUNTS",
     "LATEST_AGENT_VERSION",
@@ -96,7 +98,10 @@ class SimInstance:
     vpc_id: str | None = None
     subnet_id: str | None = None
     availability_zone: str | None = None
+    #: None = the default profile; ``""`` = no instance profile at all.
     instance_profile_arn: str | None = None
+    #: Security groups (default: the VPC's ``default`` group).
+    security_group_ids: list[str] = field(default_factory=list)
     ec2_state: str = "running"
     #: Whether the SSM agent is registered (only registered nodes appear in SSM APIs).
     registered: bool = True
@@ -174,8 +179,18 @@ class SimFleet:
     #: Session Manager preferences by region (or ``"<account>:<region>"``), keys as in the
     #: ``SSM-SessionManagerRunShell`` document ``inputs`` (s3BucketName, kmsKeyId, ...).
     preferences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: VPCs, subnets, route tables, endpoints, security groups (derived when not given).
+    network: SimNetwork | None = None
+    #: IAM declarations (``[iam]`` table: roles and instance profiles).
+    iam: dict[str, Any] = field(default_factory=dict)
+    #: Sessions started "elsewhere" (``[[sessions]]`` tables), seeded into a new server.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    #: ``"profile/region"`` -> VPC index (the second octet of derived addresses).
+    network_index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.network is None:
+            self.network = SimNetwork()
         self.reindex()
 
     def reindex(self) -> None:
@@ -187,7 +202,27 @@ class SimFleet:
                 raise ValueError(f"duplicate instance id {inst.instance_id}")
             self._by_id[inst.instance_id] = inst
             self._by_scope.setdefault((inst.account_id, inst.region), []).append(inst)
+            self._attach(inst)
         self._profile_by_key = {demo_credentials(p)[0]: p for p in self.accounts}
+
+    def _attach(self, inst: SimInstance) -> None:
+        """Place an EC2 instance in the network model (creating its VPC/subnet if needed)."""
+        if not inst.is_ec2 or not inst.vpc_id or not inst.subnet_id or self.network is None:
+            return
+        vpc = self.network.get(inst.vpc_id) or attach_instance(
+            self.network,
+            vpc_id=inst.vpc_id,
+            subnet_id=inst.subnet_id,
+            account_id=inst.account_id,
+            region=inst.region,
+            profile=inst.profile,
+            index=self.network_index.get(f"{inst.profile}/{inst.region}", 0),
+        )
+        self.network.add_private_subnet(vpc, inst.subnet_id)
+        subnet = next(s for s in vpc.subnets if s.subnet_id == inst.subnet_id)
+        inst.availability_zone = subnet.availability_zone
+        if not inst.security_group_ids:
+            inst.security_group_ids = [vpc.default_group_id]
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -284,6 +319,8 @@ def _fill_defaults(inst: SimInstance, networks: Mapping[str, Any]) -> SimInstanc
             "subnet-" + _stable_hex(inst.profile, inst.region, str(n)) for n in range(2)
         ]
         pick = int(_stable_hex(inst.instance_id, length=4), 16) % len(subnets)
+        if inst.subnet_id is None and inst.public_ip:
+            inst.subnet_id = net.get("public_subnet") or public_subnet_id(inst.profile, inst.region)
         if inst.subnet_id is None:
             inst.subnet_id = subnets[pick]
         if inst.availability_zone is None:
@@ -349,14 +386,26 @@ def fleet_from_dict(doc: Mapping[str, Any]) -> SimFleet:
     """Build a fleet from a parsed TOML document.
 
     Top-level tables: ``accounts`` (profile -> account id), ``networks`` (``"profile/region"`` ->
-    ``{index, vpc_id, subnets}``), ``preferences`` (region -> Session Manager preferences), and an
-    array ``instances`` of :class:`SimInstance` fields.
+    ``{index, vpc_id, subnets, public_subnet}``), ``preferences`` (region -> Session Manager
+    preferences), ``iam`` (roles, instance profiles, break-glass profiles; see
+    :mod:`ssmtui.sim.iam_model`), and arrays ``vpcs`` (extra VPCs, :mod:`ssmtui.sim.network`),
+    ``sessions`` (seeded sessions, :mod:`ssmtui.sim.session_seed`) and ``instances`` of
+    :class:`SimInstance` fields.
     """
     accounts = {str(k): str(v) for k, v in dict(doc.get("accounts", DEFAULT_ACCOUNTS)).items()}
     networks = dict(doc.get("networks", {}))
     preferences = {str(k): dict(v) for k, v in dict(doc.get("preferences", {})).items()}
     instances = [_instance_from_dict(raw, accounts, networks) for raw in doc.get("instances", [])]
-    return SimFleet(instances=instances, accounts=accounts, preferences=preferences)
+    network = declared_network(networks, doc.get("vpcs", []), accounts)
+    return SimFleet(
+        instances=instances,
+        accounts=accounts,
+        preferences=preferences,
+        network=network,
+        iam=dict(doc.get("iam", {})),
+        sessions=[dict(s) for s in doc.get("sessions", [])],
+        network_index={str(k): int(dict(v).get("index", 0)) for k, v in networks.items()},
+    )
 
 
 def load_fleet(path: str | Path | None = None) -> SimFleet:
@@ -451,4 +500,5 @@ def generate_fleet(
             last_ping_age=_default_ping_age(ping) + rng.randrange(60),
         )
         instances.append(_fill_defaults(inst, networks))
-    return SimFleet(instances=instances, accounts=accts)
+    index = {k: int(v["index"]) for k, v in networks.items()}
+    return SimFleet(instances=instances, accounts=accts, network_index=index)

@@ -1,4 +1,7 @@
-"""Mutable state of the simulated AWS: sessions, Session Manager preferences, KMS, fault knobs.
+"""Mutable state of the simulated AWS: sessions, Session Manager preferences, KMS, IAM, faults.
+
+A new state seeds the fleet's ``[[sessions]]`` (:mod:`ssmtui.sim.session_seed`) and builds the
+accounts' IAM (:mod:`ssmtui.sim.iam_model`) with "now" as the server start.
 
 One :class:`SimState` backs one demo server (:func:`ssmtui.sim.api.run_server`). Tests and the
 ``--fault`` flag steer failures through :meth:`SimState.force_error`, :meth:`SimState.throttle`,
@@ -21,6 +24,8 @@ from ssmtui.sim.aws_kms import SimKms
 from ssmtui.sim.aws_wire import AwsError, Caller, error_for
 from ssmtui.sim.documents import DEFAULT_PREFERENCES, SESSION_DOCUMENTS
 from ssmtui.sim.fleet import SimFleet, SimInstance, default_fleet
+from ssmtui.sim.iam_model import SimIam
+from ssmtui.sim.session_seed import seed_sessions
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -36,7 +41,7 @@ __all__ = [
     "TerminateHook",
 ]
 
-_SERVICES = ("ssm", "ec2", "kms", "sts")
+_SERVICES = ("ssm", "ec2", "kms", "sts", "iam")
 
 TerminateHook = Callable[[str], "Awaitable[None] | None"]
 StartHook = Callable[["SimSession"], "Awaitable[None] | None"]
@@ -73,6 +78,8 @@ class SimSession:
     status: str = "Connected"
     end_date: datetime | None = None
     reason: str | None = None
+    #: DescribeSessions ``Details`` (seeded sessions).
+    details: str | None = None
     #: The StreamUrl handed out by StartSession / the last ResumeSession.
     stream_url: str = ""
     #: The document's ``sessionType``: ``Standard_Stream``, ``Port``, ``InteractiveCommands``...
@@ -184,6 +191,9 @@ class SimState:
         self._background: set[asyncio.Task[Any]] = set()
         #: Source of "now" (override in tests for deterministic dates).
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        #: The accounts' IAM (roles, instance profiles, the caller's policies).
+        self.iam = SimIam(self.fleet, self.now())
+        seed_sessions(self)
 
     # ----------------------------------------------------------------- fault knobs
 
@@ -281,6 +291,10 @@ class SimState:
     def now(self) -> datetime:
         """The simulation's current time."""
         return self.clock()
+
+    def has_preferences(self, account_id: str, region: str) -> bool:
+        """Whether Session Manager preferences were ever configured for this account/region."""
+        return region in self.preferences or f"{account_id}:{region}" in self.preferences
 
     def session_preferences(self, account_id: str, region: str) -> dict[str, Any]:
         """Effective Session Manager preferences of an account in a region."""

@@ -10,7 +10,7 @@ opens shells in tabs and runs tunnels; without one, an intent without a handler 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, on
 from textual.app import App
@@ -55,6 +55,8 @@ class SsmtuiApp(App[None]):
         Binding("question_mark", "help", "Keys", key_display="?", id="app.help"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette"),
         Binding("h", "history", "History", id="app.history"),
+        Binding("a", "active_sessions", "Active sessions", id="app.active_sessions"),
+        Binding("D", "doctor", "Doctor", key_display="D", id="app.doctor"),
         # sessions & tunnels (active with services=; priority: they reach past a shell tab)
         Binding("t", "tunnels", "Tunnels", id="app.tunnels"),
         *tab_bindings(show=False),  # shown in the footer of the session and tunnel screens
@@ -137,6 +139,42 @@ class SsmtuiApp(App[None]):
             self.notify("Session history is off.", title="History")
         elif not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen(self.history, find_instance=self._find_instance))
+
+    def action_active_sessions(self) -> None:
+        """``a``: sessions running in the fleet, anyone's (terminate them there)."""
+        from ssmtui.ui.screens.active_sessions import show_active_sessions
+
+        show_active_sessions(self)
+
+    def action_doctor(self) -> None:
+        """``D``: why instances are missing or sessions fail (the fleet row under the cursor is
+        examined first, with your permission to start sessions on it)."""
+        self.open_doctor(self.fleet.table.highlighted if self.screen is self.fleet else None)
+
+    def open_doctor(self, chosen: Instance | None = None) -> None:
+        """Show the Doctor pane, examining ``chosen`` first (with the permission check)."""
+        from ssmtui.ui.screens.doctor import DoctorScreen
+
+        runner = self.doctor_runner()
+        if runner is None:
+            self.notify("The doctor needs AWS access (this fleet has none).", title="Doctor")
+            return
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen(runner, chosen))
+
+    def doctor_runner(self) -> Callable[[str | None], Awaitable[Any]] | None:
+        """How the Doctor pane runs its checks: over the fleet source's AWS clients."""
+        clients = getattr(self.source, "clients", None)
+        if clients is None:
+            return None
+        scopes = list(self.source.scopes)
+
+        async def run(target: str | None) -> Any:
+            from ssmtui.doctor import run_doctor
+
+            return await run_doctor(clients, scopes, target)
+
+        return run
 
     def _find_instance(self, instance_id: str) -> Instance | None:
         """The instance with this id in the current fleet listing."""

@@ -59,6 +59,16 @@ def fleet_commands(screen: FleetScreen) -> list[Command]:
             "Past sessions: search, re-launch, replay (h)",
             partial(screen.app.run_action, "history"),
         ),
+        (
+            "Active sessions",
+            "Sessions running in the fleet, anyone's; terminate them (a)",
+            partial(screen.app.run_action, "active_sessions"),
+        ),
+        (
+            "Doctor: why can't I connect?",
+            "Unregistered instances, offline agents, roles, network, preferences (D)",
+            partial(screen.app.run_action, "doctor"),
+        ),
     ]
     for col in COLUMNS:
         cmds.append(
@@ -147,6 +157,9 @@ class FleetCommands(Provider):
         elif said in ("run", "exec", "command", "cmd"):
             verb = "run"
             words = words[1:]
+        elif said in ("doctor", "diagnose", "why", "check"):
+            verb = "doctor"
+            words = words[1:]
         if words and words[0] in ("to", "on", "from"):
             words = words[1:]
         needle = " ".join(words)
@@ -173,6 +186,9 @@ class FleetCommands(Provider):
             elif verb == "run":
                 title = f"Run a command on {name}"
                 action = partial(_ask_command, screen, inst)
+            elif verb == "doctor":
+                title = f"Diagnose {name}"
+                action = partial(_diagnose, screen, inst)
             else:
                 title = f"Forward a port from {name}"
                 action = partial(screen.request_forward, inst)
@@ -181,6 +197,12 @@ class FleetCommands(Provider):
             found += 1
             if found >= MAX_INSTANCE_HITS:
                 break
+
+
+def _diagnose(screen: FleetScreen, inst: Instance) -> None:
+    opener = getattr(screen.app, "open_doctor", None)
+    if opener is not None:
+        opener(inst)
 
 
 def _ask_command(screen: FleetScreen, inst: Instance) -> None:
