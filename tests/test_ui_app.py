@@ -169,7 +169,14 @@ def test_screenshot_script_writes_the_fleet_svg(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     svg_path = tmp_path / "fleet.svg"
-    names = ("fleet.svg", "shell.svg", "tunnels.svg", "history.svg")
+    names = (
+        "fleet.svg",
+        "shell.svg",
+        "tunnels.svg",
+        "history.svg",
+        "sessions.svg",
+        "doctor.svg",
+    )
     svgs = [line for line in res.stdout.split() if line.endswith(".svg")]
     assert svgs == [str(tmp_path / name) for name in names]
     history = html.unescape((tmp_path / "history.svg").read_text(encoding="utf-8"))
@@ -183,3 +190,7 @@ def test_screenshot_script_writes_the_fleet_svg(tmp_path: Path) -> None:
     assert "ssm-user@web-dev-1" in shell and ">42 " in shell  # a shell tab after a command
     tunnels = html.unescape((tmp_path / "tunnels.svg").read_text(encoding="utf-8"))
     assert "web-dev-1 → " in tunnels.replace("\xa0", " ") and "smux" in tunnels
+    sessions = html.unescape((tmp_path / "sessions.svg").read_text(encoding="utf-8"))
+    assert "alice@example.com" in sessions.replace("\xa0", " ")
+    doctor = html.unescape((tmp_path / "doctor.svg").read_text(encoding="utf-8"))
+    assert "AppServerRole" in doctor.replace("\xa0", " ")

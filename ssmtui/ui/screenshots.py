@@ -3,8 +3,9 @@
 Runs the real stack headless (loopback demo AWS endpoint -> aws clients -> list_fleet -> the app)
 and writes ``DIR/fleet.svg`` (default ``screenshots/``), then, with the demo agents attached,
 ``DIR/shell.svg`` (a shell tab after a command), ``DIR/tunnels.svg`` (a tunnel carrying
-bytes to a local echo server) and ``DIR/history.svg``; PNG copies too when ``rsvg-convert`` is
-installed. Used by the docs and by a test.
+bytes to a local echo server), ``DIR/history.svg``, ``DIR/sessions.svg`` (sessions open in the
+fleet) and ``DIR/doctor.svg``; PNG copies too when ``rsvg-convert`` is installed. Used by the
+docs and by a test.
 """
 
 from __future__ import annotations
@@ -140,8 +141,48 @@ async def _session_screenshots(out_dir: Path, size: tuple[int, int]) -> list[Pat
             path = out_dir / "history.svg"
             path.write_text(app.export_screenshot(title="ssmtui — history"), encoding="utf-8")
             written.append(path)
+            written.extend(await _pane_screenshots(app, pilot, out_dir))
     echo_server.close()
     scratch.cleanup()
+    return written
+
+
+async def _pane_screenshots(app: Any, pilot: Any, out_dir: Path) -> list[Path]:
+    """``sessions.svg`` (sessions open in the fleet, anyone's) and ``doctor.svg`` (why
+    instances are missing), over the app of :func:`_session_screenshots`."""
+    from ssmtui.ui.screens.active_sessions import ActiveSessionsScreen
+    from ssmtui.ui.screens.doctor import DoctorScreen
+
+    written: list[Path] = []
+    await pilot.press("escape")
+    await pilot.pause(0.2)
+    await app.run_action("active_sessions")
+    await _until(pilot, lambda: getattr(app.screen, "load_count", 0) > 0)
+    assert isinstance(app.screen, ActiveSessionsScreen)
+    await pilot.pause(0.3)
+    path = out_dir / "sessions.svg"
+    path.write_text(app.export_screenshot(title="ssmtui — active sessions"), encoding="utf-8")
+    written.append(path)
+    await pilot.press("escape")
+    await pilot.pause(0.2)
+    app.open_doctor()
+    await _until(pilot, lambda: getattr(app.screen, "loads", 0) > 0)
+    screen = app.screen
+    assert isinstance(screen, DoctorScreen)
+    keys = list(screen.rows)
+    pick = next(
+        (
+            k
+            for k, d in screen.instance_rows.items()
+            if d.instance.display_name == "orphan-no-policy"
+        ),
+        keys[0],
+    )
+    screen.table.move_cursor(row=keys.index(pick))
+    await pilot.pause(0.3)
+    path = out_dir / "doctor.svg"
+    path.write_text(app.export_screenshot(title="ssmtui — doctor"), encoding="utf-8")
+    written.append(path)
     return written
 
 

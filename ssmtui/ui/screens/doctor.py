@@ -37,7 +37,7 @@ STYLES = {
     "warn": "yellow",
     "fail": "bold red",
 }
-COLUMNS = ("", "What", "Id", "Scope", "State", "Verdict")
+COLUMNS = ("", "What", "Verdict", "State", "Scope", "Id")
 
 
 def _glyph(status: str) -> Text:
@@ -49,7 +49,7 @@ def finding_text(findings: tuple[Finding, ...], heading: str) -> Text:
     out = Text(heading + "\n\n", style="bold")
     for f in findings:
         out.append_text(_glyph(f.status))
-        out.append(f" {f.title}\n")
+        out.append(f"  {f.title}\n")
         if f.detail and f.status != "ok":
             out.append(f"  {f.detail}\n", style="dim")
         if f.fix and f.status != "ok":
@@ -171,7 +171,7 @@ class DoctorScreen(Screen[None]):
         online = f"{scope.online}/{scope.registered} online" if scope.registered else ""
         self.rows[key] = (heading, findings)
         self.table.add_row(
-            _glyph(worst), "preferences", scope.scope.profile, str(scope.scope), online, "", key=key
+            _glyph(worst), "session preferences", "", online, str(scope.scope), "", key=key
         )
 
     def _add_instance(self, d: Diagnosis) -> None:
@@ -189,10 +189,10 @@ class DoctorScreen(Screen[None]):
         self.table.add_row(
             _glyph(d.worst),
             inst.display_name,
-            inst.instance_id,
-            str(inst.scope),
-            state,
             Text(verdict, style=STYLES[d.worst] if not d.healthy else "green"),
+            state,
+            str(inst.scope),
+            inst.instance_id,
             key=key,
         )
 
