@@ -26,6 +26,7 @@ from ssmtui.errors import AwsError, SsmtuiError
 from ssmtui.models import FleetScope, Instance, RemoteSession
 from ssmtui.protocol.channel import ChannelConfig
 from ssmtui.store.history import History, kind_for_document
+from ssmtui.store.redact import scrub
 from ssmtui.transport.tunnel import SessionOpener, Tunnel, TunnelSpec
 from ssmtui.transport.websocket import DataChannelConnection, StreamEndpoint
 
@@ -34,21 +35,42 @@ __all__ = ["RemoteSessions", "SessionKind", "SessionListing", "SessionService"]
 log = logging.getLogger(__name__)
 
 
-class _NoResponseBodies(logging.Filter):
-    """botocore logs every response body at DEBUG, and those hold secrets: StartSession's and
-    ResumeSession's TokenValue, GenerateDataKey's Plaintext. With DEBUG logging on (an app that
-    embeds ssmtui, a user debugging), keep the line and drop the body."""
+class _ScrubSecrets(logging.Filter):
+    """Keep secrets out of the AWS SDK's and websockets' DEBUG logs (an app that embeds ssmtui,
+    a user debugging): botocore logs every response body (StartSession's and ResumeSession's
+    TokenValue, GenerateDataKey's Plaintext: dropped whole) and request headers and canonical
+    requests (``X-Amz-Security-Token``, signatures); websockets logs the signed upgrade and the
+    frames. Other lines are kept, with secret-shaped values replaced (``store.redact``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Response body"):
             record.msg = "Response body: (not logged: it may hold session tokens or keys)"
             record.args = ()
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot format: leave it to logging's own handling
+            return True
+        clean = scrub(text)
+        if clean != text:
+            record.msg, record.args = clean, ()
         return True
 
 
-_BODY_FILTER = _NoResponseBodies()
-for _name in ("botocore.parsers", "aiobotocore.parsers"):
-    logging.getLogger(_name).addFilter(_BODY_FILTER)
+_SCRUB = _ScrubSecrets()
+for _name in (
+    "botocore.parsers",
+    "aiobotocore.parsers",
+    "botocore.endpoint",
+    "aiobotocore.endpoint",
+    "botocore.auth",
+    "botocore.hooks",
+    "botocore.httpsession",
+    "aiobotocore.httpsession",
+    "websockets.client",
+    "websockets.protocol",
+):
+    logging.getLogger(_name).addFilter(_SCRUB)
 
 
 @dataclass(frozen=True, slots=True)

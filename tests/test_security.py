@@ -311,3 +311,28 @@ def test_aws_errors_name_the_profile_and_region() -> None:
         if hint is not None:
             assert hint in res.stderr, (args, res.stderr)
         report(f"{' '.join(args[1:])}: {res.stderr.strip()}")
+
+
+def test_debug_logs_of_the_sdk_and_websockets_are_scrubbed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Request headers (session token, signature), canonical requests and response bodies
+    never reach a DEBUG log whole, whichever of the SDK's or websockets' loggers writes them."""
+    import ssmtui.services  # noqa: F401  (installs the filters)
+
+    token = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDdemoTOKEN0123456789"
+    sig = "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+    lines = {
+        "botocore.endpoint": "Making request: {'headers': {'X-Amz-Security-Token': '%s'}}",
+        "botocore.auth": "CanonicalRequest:\nPOST\n/\n\nx-amz-security-token:%s\n",
+        "websockets.client": "> Authorization: AWS4-HMAC-SHA256 Credential=x, Signature=%s",
+        "aiobotocore.parsers": 'Response body:\nb\'{"TokenValue": "%s"}\'',
+    }
+    with caplog.at_level(logging.DEBUG):
+        for name, fmt in lines.items():
+            secret = sig if "Signature" in fmt else token
+            logging.getLogger(name).debug(fmt, secret)
+    text = caplog.text
+    assert token not in text and sig not in text, text
+    assert "x-amz-security-token:[redacted]" in text  # the line itself stays useful
+    assert len(caplog.records) == len(lines)

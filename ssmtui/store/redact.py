@@ -6,7 +6,9 @@ What is scrubbed (the value is replaced by ``[redacted]``, the name before it is
 * assignments of ``aws_secret_access_key``, ``aws_session_token`` and ``aws_security_token``
   (``=`` or ``:``, any case: ``~/.aws/credentials`` lines, ``export AWS_SECRET_ACCESS_KEY=…``);
 * the value after ``SecretAccessKey``, ``SessionToken`` and ``TokenValue`` (``aws sts
-  assume-role`` / ``get-session-token`` JSON, StartSession output): 16+ key-like characters;
+  assume-role`` / ``get-session-token`` JSON, StartSession output), and after the
+  ``X-Amz-Security-Token`` header and a SigV4 ``Signature`` (request logs): 16+ key-like
+  characters;
 * ``Bearer <token>`` (HTTP ``Authorization`` headers);
 * ``password=…`` / ``passwd=…`` assignments;
 * secret-looking URL query parameters: ``X-Amz-Security-Token``, ``X-Amz-Signature``,
@@ -35,7 +37,7 @@ _ASSIGNMENTS = (
         r"([\"']?[ \t]*[=:][ \t]*[\"']?)([^\s\"',;]+)"
     ),
     re.compile(
-        r"(?i)(SecretAccessKey|SessionToken|TokenValue)"
+        r"(?i)(SecretAccessKey|SessionToken|TokenValue|X-Amz-Security-Token|Signature)"
         r"([\"']?[ \t]*[=:][ \t]*[\"']?)([A-Za-z0-9/+=_\-.]{16,})"
     ),
     re.compile(r"(?i)\b(Bearer)([ \t]+)([A-Za-z0-9\-._~+/]{8,}=*)"),
