@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ssmtui.errors import SsmtuiError, UsageError
+from ssmtui.textfmt import format_age, format_duration
 
 if TYPE_CHECKING:
     import argparse
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "confirm_question",
-    "format_age",
-    "format_duration",
     "format_started",
     "owner_label",
     "render_table",
@@ -58,34 +57,6 @@ _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9._@+=,:/-]{1,96}$")
 
 
 # --------------------------------------------------------------------------- text
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m 04s``, ``1h 02m``, ``2d 03h``; ``—`` when unknown."""
-    if seconds is None:
-        return "—"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
-
-
-def format_age(seconds: float) -> str:
-    """``just now``, ``40s ago``, ``25m ago``, ``3h ago``, ``2d ago``."""
-    s = max(0, round(seconds))
-    if s < 5:
-        return "just now"
-    if s < 60:
-        return f"{s}s ago"
-    if s < 3600:
-        return f"{s // 60}m ago"
-    if s < 86400:
-        return f"{s // 3600}h ago"
-    return f"{s // 86400}d ago"
 
 
 def format_started(start: datetime | None, now: datetime) -> str:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ssmtui.cli_active import format_age, render_table, valid_session_id
+from ssmtui.cli_active import render_table, valid_session_id
 from ssmtui.config import ENDPOINT_SERVICES
 from ssmtui.errors import UsageError
 from ssmtui.sim.fleet import demo_credentials
+from ssmtui.textfmt import format_age
 from tests.cli_helpers import SSMTUI, assert_one_error, clean_env, pty_session, run_cli
 from tests.sim_harness import WEB_DEV, Sim, aws_env, running_sim  # noqa: F401  (aws_env: autouse)
 

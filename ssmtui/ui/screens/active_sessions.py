@@ -25,13 +25,13 @@ from textual.worker import Worker
 from ssmtui.cli_active import (
     COLUMNS,
     confirm_question,
-    format_duration,
     format_started,
     session_cells,
     target_label,
 )
 from ssmtui.models import FleetScope, RemoteSession
 from ssmtui.services import RemoteSessions, SessionListing
+from ssmtui.textfmt import format_duration
 from ssmtui.ui.screens.sessions import ConfirmScreen
 from ssmtui.ui.text import one_line
 

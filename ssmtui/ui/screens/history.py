@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from ssmtui.errors import SsmtuiError
 from ssmtui.models import Instance
 from ssmtui.store.history import History, HistoryQuery, SessionRecord
+from ssmtui.textfmt import format_bytes, format_duration
 from ssmtui.ui.messages import ConnectRequested, ForwardRequested
 from ssmtui.ui.widgets.transcript_view import TranscriptView
 
@@ -38,30 +39,6 @@ InstanceLookup = Callable[[str], Instance | None]
 
 PLACEHOLDER = "search: words  kind:shell|tunnel|command  instance:web  profile:prod  since:1d"
 COLUMNS = ("Started", "Duration", "Instance", "Profile/Region", "Type", "Exit", "In", "Out")
-
-
-def format_duration(seconds: float | None) -> str:
-    """``42s``, ``3m 04s``, ``1h 02m``, ``2d 03h``; ``—`` when unknown."""
-    if seconds is None:
-        return "—"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
-
-
-def format_bytes(n: int) -> str:
-    """``512 B``, ``1.5 KiB``, ``3.2 MiB`` …"""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _local(when: datetime) -> str:
