@@ -198,3 +198,25 @@ async def test_doctor_pane_shows_findings_and_fixes(clients: AwsClients) -> None
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, DoctorScreen)
+
+
+def test_what_the_caller_may_not_read_is_reported_as_unknown() -> None:
+    """AccessDenied on IAM reads and on the policy simulation: the doctor still runs the other
+    checks and says what it could not check, and why (no traceback, no false clean bill)."""
+    res = run_cli(
+        "--demo",
+        "--demo-fault",
+        "error:GetInstanceProfile:AccessDenied:0",
+        "--demo-fault",
+        "error:SimulatePrincipalPolicy:AccessDenied:0",
+        "doctor",
+        "orphan-no-policy",
+        "--all",
+    )
+    assert "Traceback" not in res.stderr, res.stderr
+    out = res.stdout
+    assert "? could not read the instance profile" in out, out
+    assert "? could not check whether you may start sessions" in out, out
+    assert "iam:SimulatePrincipalPolicy" in out
+    assert "✓ EC2 instance is running" in out  # the other checks ran
+    assert "clean bill" not in out and res.returncode == 1

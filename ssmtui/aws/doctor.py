@@ -417,9 +417,14 @@ class _Reader:
         if not ids:
             return {}
         out: dict[str, dict[str, Any]] = {}
-        for reservation in await self.pages(
-            "ec2", "describe_instances", "Reservations", InstanceIds=list(ids)
-        ):
+        chunks = [list(ids[i : i + 200]) for i in range(0, len(ids), 200)]
+        pages = await asyncio.gather(
+            *(
+                self.pages("ec2", "describe_instances", "Reservations", InstanceIds=c)
+                for c in chunks
+            )
+        )
+        for reservation in (r for page in pages for r in page):
             for item in reservation.get("Instances") or []:
                 out[str(item["InstanceId"])] = item
         return out
