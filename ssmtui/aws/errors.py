@@ -123,7 +123,8 @@ def _client_error(
         action = f"{service}:{op}" if service and op else (op or "this action")
         return AccessDenied(
             f"{where}: not authorized to call {action}{tail}",
-            hint="ask for an IAM policy that allows it, or use another --profile",
+            hint="ask for an IAM policy that allows it, or use another --profile"
+            + ("; ssmtui doctor TARGET shows which policy decides" if op == "StartSession" else ""),
             **common,
         )
     if code in THROTTLE_CODES:
@@ -135,7 +136,8 @@ def _client_error(
     if code == "TargetNotConnected":
         return TargetNotConnected(
             f"{where}: {detail or 'the target is not connected'}{tail}",
-            hint="check that the instance is running and its SSM agent is Online",
+            hint="check that the instance is running and its SSM agent is Online "
+            "(ssmtui doctor TARGET says why it is not)",
             **common,
         )
     if code in TARGET_CODES:
