@@ -8,7 +8,8 @@
   time (``FleetScreen.last_filter_seconds``) beside it;
 * demo server: the same fleet served by :mod:`bench.simserver` in a separate process, listed
   by ``AwsFleetSource`` (real aiobotocore clients, created cold as at start-up): first frame,
-  first rows (first scope done), all rows, and the worst event-loop stall while loading;
+  first rows (the first rows streamed in), all rows, and the worst event-loop stall while
+  loading;
 * ``aws.fleet.list_fleet`` alone against that server, cold and warm clients.
 
 Frames are timestamped by wrapping the app's display hook (:class:`bench.common.FrameClock`).
@@ -204,9 +205,9 @@ async def main(n: int, keys: int) -> tuple[list[dict[str, Any]], list[str]]:
         "empty app's first frame; max_stall: worst event-loop stall between the first frame "
         "and the frame with all rows",
         f"filter: {len(typed)} keys, 'key' = key -> frame, 'filter' = FleetScreen compute",
-        "list_fleet: client_cpu / sim_cpu = cores used by this process / the simserver; both "
-        "well below 1 means the time goes to waiting (SSM pages hold at most 50 instances and "
-        "each scope fetches its pages one after another)",
+        "list_fleet: client_cpu / sim_cpu = cores used by this process / the simserver (sim_cpu "
+        "near 1: the simulated AWS is the bottleneck); each scope lists EC2 pages and looks "
+        "their instances up in SSM by id chunks in parallel (aws.fleet_scan.ScopeScan)",
     ]
     return rows, notes
 

@@ -96,9 +96,12 @@ def child(demo_json: str, shells: int, tunnels: int) -> None:
                 out["shells_s"] = time.perf_counter() - t0
                 for t in tabs:
                     t.send(b"seq 1 200\r")
+                # Tunnels go to instances a shell could open a session on (the demo fleet has
+                # nodes that deny StartSession on purpose, for the doctor).
+                usable = [t.instance for t in tabs if t.state == "ready"] or pool
                 t0 = time.perf_counter()
                 for k in range(tunnels):
-                    inst = pool[k % len(pool)]
+                    inst = usable[k % len(usable)]
                     await wb.start_tunnel(inst, TunnelSpec(inst.instance_id, 0, demo.sink_port))
                 entries = list(wb.book)
                 async with asyncio.timeout(120):

@@ -17,17 +17,15 @@ timeouts. :func:`demo_clients` aims everything at a demo server with its static 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
-from aiobotocore.config import AioConfig  # type: ignore[import-untyped,unused-ignore]
-from aiobotocore.session import AioSession  # type: ignore[import-untyped,unused-ignore]
 from botocore import exceptions as bce  # type: ignore[import-untyped]
 
 from ssmtui.aws.errors import aws_errors, translate
-from ssmtui.aws.fastparse import FleetParserFactory
 from ssmtui.config import ENDPOINT_SERVICES, USER_AGENT, Config
 from ssmtui.errors import ConfigError
 
@@ -54,8 +52,17 @@ class DemoServer(Protocol):
     def client_kwargs(self, profile: str, region: str) -> dict[str, str]: ...
 
 
-def _new_session(profile: str | None) -> AioSession:
+#: aiobotocore, aiohttp and the rest of botocore (~0.3 s to import) are imported on first use, so
+#: importing this module (which the UI does) costs little and the app's first frame comes first.
+_Session = Any
+
+
+def _new_session(profile: str | None) -> _Session:
     """A session for ``profile``; ``None`` = no profile at all (``AWS_PROFILE`` ignored)."""
+    from aiobotocore.session import AioSession  # type: ignore[import-untyped,unused-ignore]
+
+    from ssmtui.aws.fastparse import FleetParserFactory
+
     if profile is not None:
         session = AioSession(profile=profile)
     else:
@@ -64,7 +71,7 @@ def _new_session(profile: str | None) -> AioSession:
     return session
 
 
-def _session_for(profile: str) -> AioSession:
+def _session_for(profile: str) -> _Session:
     """``default`` without a ``[default]`` section means the bare credential chain (env vars,
     instance role), as the AWS CLI does; any other name must exist."""
     if profile == "default":
@@ -76,6 +83,8 @@ def _session_for(profile: str) -> AioSession:
 
 def list_profiles() -> list[str]:
     """Profile names from the shared AWS config and credentials files (``default`` first)."""
+    from aiobotocore.session import AioSession  # type: ignore[import-untyped,unused-ignore]
+
     with aws_errors():
         names = set(AioSession().available_profiles)
     return sorted(names, key=lambda n: (n != "default", n))
@@ -88,6 +97,19 @@ def resolve_region(profile: str) -> str | None:
         region = _session_for(profile).get_config_variable("region")
     region = region or os.environ.get("AWS_REGION")
     return str(region) if region else None
+
+
+_imported = False
+
+
+async def _import_aiobotocore() -> None:
+    """Import aiobotocore (and botocore's client machinery) in a worker thread the first time,
+    so the ~0.3 s it takes does not freeze the event loop (the UI keeps drawing)."""
+    global _imported
+    if not _imported:
+        await asyncio.to_thread(importlib.import_module, "aiobotocore.session")
+        await asyncio.to_thread(importlib.import_module, "aiobotocore.config")
+        _imported = True
 
 
 class AwsClients:
@@ -114,21 +136,36 @@ class AwsClients:
         self._profile_names = list(profile_names) if profile_names is not None else None
         self._default_region = default_region
         self._verify = verify if verify is not None else self.config.ca_bundle
-        self._sessions: dict[str, AioSession] = {}
+        self._sessions: dict[str, _Session] = {}
         self._loader: Any = None
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._stack = AsyncExitStack()
         self._closed = False
-        self._aio_config = AioConfig(
-            retries={"mode": "standard", "total_max_attempts": self.config.max_attempts},
-            connect_timeout=self.config.connect_timeout,
-            read_timeout=self.config.read_timeout,
-            proxies=dict(self.config.proxies) or None,
-            max_pool_connections=32,
-            user_agent_appid="ssmtui",
-            user_agent_extra=USER_AGENT,
-        )
+        self._aio_config: Any = None  # built on first use (imports aiobotocore)
+
+    def _config(self) -> Any:
+        """The ``AioConfig`` every client is created with."""
+        if self._aio_config is not None:
+            return self._aio_config
+        from aiobotocore.config import AioConfig  # type: ignore[import-untyped,unused-ignore]
+
+        from ssmtui.aws.httpsession import shared_tls_session_class
+
+        options: dict[str, Any] = {
+            "retries": {"mode": "standard", "total_max_attempts": self.config.max_attempts},
+            "connect_timeout": self.config.connect_timeout,
+            "read_timeout": self.config.read_timeout,
+            "proxies": dict(self.config.proxies) or None,
+            "max_pool_connections": 32,
+            "user_agent_appid": "ssmtui",
+            "user_agent_extra": USER_AGENT,
+        }
+        try:  # one TLS context for all clients (aiobotocore versions with http_session_cls)
+            self._aio_config = AioConfig(**options, http_session_cls=shared_tls_session_class())
+        except TypeError:
+            self._aio_config = AioConfig(**options)
+        return self._aio_config
 
     async def __aenter__(self) -> AwsClients:
         return self
@@ -152,7 +189,7 @@ class AwsClients:
 
     # ----------------------------------------------------------------- clients
 
-    def session(self, profile: str) -> AioSession:
+    def session(self, profile: str) -> _Session:
         """The (cached) aiobotocore session of ``profile``."""
         key = "" if self._credentials_override is not None else profile
         session = self._sessions.get(key)
@@ -165,11 +202,13 @@ class AwsClients:
                 session.set_config_variable("credentials_file", os.devnull)
             else:
                 session = _session_for(profile)
-            # One loader for every profile: the large EC2/SSM models are read once.
+            # One loader for every profile: the EC2/SSM models are read (and trimmed to the
+            # operations ssmtui calls, see ssmtui.aws.service_models) once.
             if self._loader is None:
-                self._loader = session.get_component("data_loader")
-            else:
-                session.register_component("data_loader", self._loader)
+                from ssmtui.aws.service_models import TrimmedLoader
+
+                self._loader = TrimmedLoader(data_path=session.get_config_variable("data_path"))
+            session.register_component("data_loader", self._loader)
             self._sessions[key] = session
         return session
 
@@ -185,6 +224,7 @@ class AwsClients:
         async with lock:
             client = self._clients.get(key)
             if client is None:
+                await _import_aiobotocore()
                 client = await self._create(service, profile, region)
                 self._clients[key] = client
         return client
@@ -192,7 +232,7 @@ class AwsClients:
     async def _create(self, service: str, profile: str, region: str) -> Any:
         kwargs: dict[str, Any] = {
             "region_name": region,
-            "config": self._aio_config,
+            "config": self._config(),
             "verify": self._verify,
         }
         endpoint = self.config.endpoint_for(service) if service in ENDPOINT_SERVICES else None

@@ -12,9 +12,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 __all__ = [
     "DATA_KEY_BYTES",
     "OVERHEAD",
@@ -68,7 +65,12 @@ class SessionCipher:
     def __init__(self, data_key: bytes, *, client: bool, nonces: Callable[[], bytes]) -> None:
         if len(data_key) != DATA_KEY_BYTES:
             raise ValueError(f"KMS data key must be {DATA_KEY_BYTES} bytes, got {len(data_key)}")
+        # Imported here: cryptography costs ~6 MB, and most sessions are not KMS-encrypted.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         agent_key, client_key = data_key[:32], data_key[32:]
+        self._invalid_tag: type[Exception] = InvalidTag
         self._encrypt = AESGCM(client_key if client else agent_key)
         self._decrypt = AESGCM(agent_key if client else client_key)
         self._nonces = nonces
@@ -82,5 +84,5 @@ class SessionCipher:
             raise DecryptError(f"encrypted payload of {len(blob)} bytes is too short")
         try:
             return self._decrypt.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], None)
-        except InvalidTag:
+        except self._invalid_tag:
             raise DecryptError("encrypted payload failed authentication") from None

@@ -39,8 +39,10 @@ class FleetSource(Protocol):
 
     ``list_fleet`` lists every scope (concurrently) and returns one :class:`FleetResult` whose
     :attr:`~FleetResult.errors` name the scopes that failed; it must not raise for a failing
-    scope. If given, ``on_scope`` is called once per scope as soon as that scope is done, so the
-    UI can show progress and early rows.
+    scope. If given, ``on_scope`` is called for each scope as soon as that scope is done, so the
+    UI can show progress and early rows; a source may also call it earlier with the scope's rows
+    listed so far (each call replaces the previous one for that scope; the returned result is
+    the authoritative one).
     """
 
     @property
@@ -68,11 +70,23 @@ class AwsFleetSource:
 
     ``clients`` is an open :class:`~ssmtui.aws.clients.AwsClients` (real or
     :func:`~ssmtui.aws.clients.demo_clients`); the caller owns and closes it.
+
+    Rows stream: ``list_fleet`` hands over complete rows as each SSM lookup returns, and
+    ``on_scope`` gets the scope's rows so far right away for its first batch, then at most every
+    ``partial_interval`` seconds (each call makes the screen rebuild its index, so batching keeps
+    a 10,000-row listing from being re-indexed per page), then once more with the final result.
     """
 
-    def __init__(self, clients: AwsClients, scopes: Sequence[FleetScope]) -> None:
+    def __init__(
+        self,
+        clients: AwsClients,
+        scopes: Sequence[FleetScope],
+        *,
+        partial_interval: float = 0.25,
+    ) -> None:
         self._clients = clients
         self._scopes = tuple(dict.fromkeys(scopes))
+        self.partial_interval = partial_interval
 
     @property
     def scopes(self) -> Sequence[FleetScope]:
@@ -88,8 +102,20 @@ class AwsFleetSource:
         """List every scope concurrently, reporting each one as it finishes."""
         from ssmtui.aws.fleet import list_fleet
 
+        loop = asyncio.get_running_loop()
+
         async def one(scope: FleetScope) -> FleetResult:
-            result = await list_fleet(self._clients, [scope])
+            listed: list[Instance] = []
+            last = [-1.0]  # when on_scope last got a partial result (-1: never)
+
+            def on_rows(_scope: FleetScope, rows: list[Instance]) -> None:
+                listed.extend(rows)
+                now = loop.time()
+                if on_scope is not None and (last[0] < 0 or now - last[0] >= self.partial_interval):
+                    last[0] = now
+                    on_scope(scope, FleetResult(tuple(listed), {}, (scope,)))
+
+            result = await list_fleet(self._clients, [scope], on_rows=on_rows)
             if on_scope is not None:
                 on_scope(scope, result)
             return result
