@@ -143,17 +143,29 @@ def list_role_policies(ctx: RequestContext, params: dict[str, str]) -> ET.Elemen
     return _names(ctx, "ListRolePolicies", list(_role(ctx, params).inline))
 
 
+def _inline_policy(
+    ctx: RequestContext,
+    op: str,
+    kind: str,
+    owner: str,
+    inline: Mapping[str, Any],
+    name: str,
+) -> ET.Element:
+    """Get{Role,User}Policy: one inline policy of its owner."""
+    if name not in inline:
+        raise _no_such(f"The {kind.lower()} policy with name {name} cannot be found.")
+    root, result = _response(ctx, op)
+    sub(result, f"{kind}Name", owner)
+    sub(result, "PolicyName", name)
+    sub(result, "PolicyDocument", _encoded(inline[name]))
+    return _finish(ctx, root)
+
+
 def get_role_policy(ctx: RequestContext, params: dict[str, str]) -> ET.Element:
     """IAM GetRolePolicy: one inline policy of a role."""
     role = _role(ctx, params)
     name = params.get("PolicyName", "")
-    if name not in role.inline:
-        raise _no_such(f"The role policy with name {name} cannot be found.")
-    root, result = _response(ctx, "GetRolePolicy")
-    sub(result, "RoleName", role.name)
-    sub(result, "PolicyName", name)
-    sub(result, "PolicyDocument", _encoded(role.inline[name]))
-    return _finish(ctx, root)
+    return _inline_policy(ctx, "GetRolePolicy", "Role", role.name, role.inline, name)
 
 
 def get_user(ctx: RequestContext, params: dict[str, str]) -> ET.Element:
@@ -183,13 +195,7 @@ def get_user_policy(ctx: RequestContext, params: dict[str, str]) -> ET.Element:
     """IAM GetUserPolicy: one inline policy of a user."""
     user = _user(ctx, params)
     name = params.get("PolicyName", "")
-    if name not in user.inline:
-        raise _no_such(f"The user policy with name {name} cannot be found.")
-    root, result = _response(ctx, "GetUserPolicy")
-    sub(result, "UserName", user.name)
-    sub(result, "PolicyName", name)
-    sub(result, "PolicyDocument", _encoded(user.inline[name]))
-    return _finish(ctx, root)
+    return _inline_policy(ctx, "GetUserPolicy", "User", user.name, user.inline, name)
 
 
 def get_policy(ctx: RequestContext, params: dict[str, str]) -> ET.Element:
