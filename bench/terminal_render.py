@@ -9,7 +9,9 @@ end marker is printed. Measured in the same run:
   streams, and event-loop stalls (a 5 ms sleep's lateness) — targets: >= 5 MB/s rendered,
   frame gaps <= 50 ms at p99;
 * the terminal widget alone in a bare app, fed the same bytes (pty line endings) as fast as the
-  loop allows: the widget's own cost, no network.
+  loop allows: the widget's own cost, no network;
+* for both, the CPU this process used (cores, and ms per MB): frame gaps stretch when other
+  load takes the CPU away, CPU per MB much less so.
 
 Rates count the bytes of terminal output (``y\\r\\n`` lines: the pty adds the ``\\r``), so
 ``--mb 20`` makes ~30 MB of output. Frames are encoded to escape sequences as a terminal
@@ -143,9 +145,11 @@ async def _app_rate(svc: Any, inst: Any, nbytes: int) -> dict[str, Any]:
         terminal.feed = counting_feed  # type: ignore[method-assign]
         shown = clock.watch(lambda: _shows_mark(terminal))
         lag.start()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         tab.send(command(nbytes))
         t1 = await settle(shown, 600)
+        cpu = time.process_time() - cpu0
         lags = await lag.stop()
         row = {
             "case": "ssmtui app: shell tab",
@@ -153,6 +157,8 @@ async def _app_rate(svc: Any, inst: Any, nbytes: int) -> dict[str, Any]:
             "MBps": fed[0] / MB / (t1 - t0),
             **_frame_stats(clock, t0, t1, lags),
             **_vt_stats(terminal),
+            "client_cpu": cpu / (t1 - t0),
+            "client_ms_per_MB": cpu * 1000 / max(fed[0] / MB, 1e-9),
         }
         await app.workbench.aclose()
     return row
@@ -178,11 +184,13 @@ async def _widget_rate(nbytes: int) -> dict[str, Any]:
         terminal = app.query_one(Terminal)
         shown = clock.watch(lambda: _shows_mark(terminal))
         lag.start()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         for i in range(0, len(data), chunk):
             terminal.feed(data[i : i + chunk])
             await asyncio.sleep(0)
         t1 = await settle(shown, 600)
+        cpu = time.process_time() - cpu0
         lags = await lag.stop()
         return {
             "case": "terminal widget alone (direct feed)",
@@ -190,6 +198,8 @@ async def _widget_rate(nbytes: int) -> dict[str, Any]:
             "MBps": len(data) / MB / (t1 - t0),
             **_frame_stats(clock, t0, t1, lags),
             **_vt_stats(terminal),
+            "client_cpu": cpu / (t1 - t0),
+            "client_ms_per_MB": cpu * 1000 / (len(data) / MB),
         }
 
 
@@ -214,6 +224,8 @@ async def main(mb: float) -> tuple[list[dict[str, Any]], list[str]]:
         "target); MB counts terminal output bytes",
         "gaps: between frames from sending the command to the frame showing the marker; "
         "stalls: lateness of a 5 ms sleep over the same interval",
+        "client_cpu: cores this process used meanwhile (near 1: the client is the bottleneck); "
+        "client_ms_per_MB: its CPU per MB of output, the figure least disturbed by other load",
     ]
     return rows, notes
 
@@ -232,6 +244,8 @@ COLUMNS = [
     "parsed_MB",
     "skipped_MB",
     "longest_tick_ms",
+    "client_cpu",
+    "client_ms_per_MB",
     "target",
     "verdict",
 ]

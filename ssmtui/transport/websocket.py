@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 #: (PROTOCOL.md §12: 100 in flight ≈ 8–9 MB/s on loopback) while bounding memory.
 DEFAULT_WINDOW = 256
 
+#: Seconds of frame handling after which the reader lets the rest of the loop run. A socket read
+#: brings up to 256 KiB (~250 frames) that websockets hands over without ever waiting; handled in
+#: one go they would stall a UI on the same loop for tens of milliseconds.
+READ_SLICE = 0.003
+
 _SHOWN = frozenset({PayloadType.OUTPUT, PayloadType.STDERR})
 #: ResumeSession errors that no retry can fix (the session ended, or it is not ours).
 _FINAL_RESUME_ERRORS = frozenset({"DoesNotExistException", "AccessDeniedException"})
@@ -447,6 +452,7 @@ class DataChannelConnection:
         self._pump()
 
     async def _reader(self) -> None:
+        slice_end = time.perf_counter() + READ_SLICE
         while not self.closed:
             ws = self._ws
             assert ws is not None
@@ -455,8 +461,8 @@ class DataChannelConnection:
                     if isinstance(msg, str):
                         continue  # the service sends no text frames to clients
                     self.bytes_in += len(msg)
-                    self._last_rx = time.time()
                     now = time.time()
+                    self._last_rx = now
                     waiting = self.channel.in_flight
                     events = self.channel.receive_frame(msg, now)
                     if self.channel.in_flight < waiting or any(
@@ -467,6 +473,11 @@ class DataChannelConnection:
                     self._pump()
                     if self.closed:
                         return
+                    if time.perf_counter() >= slice_end:
+                        # Buffered frames never make ``async for`` wait: take turns with the
+                        # rest of the loop (the writer sends the acks queued so far meanwhile).
+                        await asyncio.sleep(0)
+                        slice_end = time.perf_counter() + READ_SLICE
                 reason = "the service closed the connection"
             except ConnectionClosed as exc:
                 reason = f"connection lost ({exc})"
@@ -518,3 +529,8 @@ async def _send_batch(ws: ClientConnection, batch: list[bytes]) -> None:
     async with send_context():
         for msg in batch:
             protocol.send_binary(msg)
+        # One socket write for the whole batch (websockets writes each frame on its own, and
+        # asyncio makes that a system call per frame: per ack, when receiving).
+        writes = getattr(protocol, "writes", None)
+        if isinstance(writes, list) and len(writes) > 1 and all(writes):
+            protocol.writes = [b"".join(writes)]

@@ -125,6 +125,9 @@ class FleetScreen(Screen[None]):
         self.table.empty_message = "Loading the fleet…"
         self.table.focus()
         self._update_right()
+        # Re-filter inside the keystroke's handler (the FilterBar.Changed message would come a
+        # hop later, after Textual has drawn the bare echo and paused its refresh timer).
+        self.watch(self.filter_bar, "query_value", self._query_set, init=False)
         self.load_fleet()
         if self.refresh_interval > 0:
             self.refresh_timer = self.set_interval(
@@ -279,10 +282,16 @@ class FleetScreen(Screen[None]):
         self._update_right()
         self._refilter()
 
+    def _query_set(self, query: FleetQuery) -> None:
+        if query != self.query_value:
+            self.query_value = query
+            self._refilter()
+
     @on(FilterBar.Changed)
     def _filter_changed(self, event: FilterBar.Changed) -> None:
-        self.query_value = event.query
-        self._refilter()
+        # Usually applied already by the watcher; an older query still queued is stale.
+        if event.query == event.bar.query_value:
+            self._query_set(event.query)
 
     @on(FilterBar.Done)
     def _filter_done(self) -> None:

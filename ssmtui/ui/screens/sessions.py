@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -113,6 +114,25 @@ def tab_bindings(*, show: bool) -> list[BindingType]:
     ]
 
 
+class _Heap:
+    """Whether the first session tab has settled the heap (once per process)."""
+
+    frozen = False
+
+
+def _settle_after_first_tab() -> None:
+    """Once the first session tab is up, collect and freeze what is alive. The tab's widgets,
+    the sessions screen and the caches built to draw them are long-lived, and an output flood
+    sets off a full collection every second or two: each walked these ~25,000 objects and
+    stalled a frame by 5-30 ms. The workbench collected and froze the heap just before the first
+    session (``workbench._settle_heap``), so this collection only walks what came since: a few
+    milliseconds, once, as the session starts."""
+    if not _Heap.frozen:
+        _Heap.frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 class ShellTab(TabPane):
     """One shell session: a status line over a terminal."""
 
@@ -142,17 +162,21 @@ class ShellTab(TabPane):
         self._early = bytearray()
         self._sent_size: tuple[int, int] | None = None
         self._worker: Worker[None] | None = None
+        self._terminal: Terminal | None = None
         super().__init__(self.label_text(), id=f"session-{number}")
 
     def compose(self) -> ComposeResult:
         """Status line and terminal."""
         yield Static(self._status_text(), classes="session-status")
-        yield Terminal(id=f"terminal-{self.number}")
+        self._terminal = Terminal(id=f"terminal-{self.number}")
+        yield self._terminal
 
     @property
     def terminal(self) -> Terminal:
-        """The tab's terminal widget."""
-        return self.query_one(Terminal)
+        """The tab's terminal widget (kept: every chunk of output goes to it, no DOM query)."""
+        if self._terminal is None:
+            self._terminal = self.query_one(Terminal)
+        return self._terminal
 
     @property
     def running(self) -> bool:
@@ -206,6 +230,7 @@ class ShellTab(TabPane):
         async for ev in conn.events():
             if isinstance(ev, SessionReady):
                 self._set_state("ready")
+                _settle_after_first_tab()
                 self._send_size()
                 if self._early:
                     self.send(bytes(self._early))

@@ -31,6 +31,23 @@ __all__ = ["FleetTable"]
 
 _GAP = 2  # spaces between columns
 _LEFT = 1  # left padding
+#: Rendered rows kept (about ten screens; cleared when full: each is a Strip with its caches).
+_ROW_CACHE = 512
+
+
+@dataclass(frozen=True)
+class _Looks:
+    """The styles one render pass uses, and the geometry its strips were cut for."""
+
+    base: Style
+    header: Style
+    sorted: Style
+    dim: Style
+    #: The cursor's component style alone (added on top of a row's own style).
+    cursor: Style
+    empty: Style
+    scroll_x: int
+    width: int
 
 
 def _fit(text: str, width: int) -> str:
@@ -131,6 +148,14 @@ class FleetTable(ScrollView, can_focus=True):
         self._last_highlight: RowKey | bool | None = False  # False: never posted
         self._sort: tuple[str, bool] | None = None
         self.empty_message = "No instances"
+        #: Styles of the current render pass (computed once per pass, not once per line).
+        self._looks: _Looks | None = None
+        self._in_pass = False
+        #: The looks the cached rows were drawn with.
+        self._cached_looks: _Looks | None = None
+        #: Finished strips by ``(id(instance), is_cursor)``, with the instance they show; only
+        #: valid for :attr:`_looks` and the current column widths.
+        self._row_cache: dict[tuple[int, bool], tuple[Instance, Strip]] = {}
 
     # ----------------------------------------------------------------- data
 
@@ -160,10 +185,17 @@ class FleetTable(ScrollView, can_focus=True):
             self._positions = {row_key(inst): n for n, inst in enumerate(self._rows)}
         return self._positions.get(key)
 
-    def _find(self, key: RowKey) -> int | None:
-        """:meth:`position_of` without building the whole key map (one lookup per update)."""
+    def _find(self, key: RowKey, inst: Instance | None = None) -> int | None:
+        """:meth:`position_of` without building the whole key map (one lookup per update);
+        ``inst``: the instance last shown with that key, found by identity first (a filter
+        change shows the same objects again)."""
         if self._positions is not None:
             return self._positions.get(key)
+        if inst is not None:
+            try:
+                return list(map(id, self._rows)).index(id(inst))
+            except ValueError:
+                pass
         instance_id = key[2]
         ids = [inst.instance_id for inst in self._rows]
         start = 0
@@ -178,8 +210,10 @@ class FleetTable(ScrollView, can_focus=True):
 
     def set_widths(self, widths: Mapping[str, int]) -> None:
         """Column widths (cells), by column key."""
-        self._widths.update(widths)
-        self._update_virtual_size()
+        if any(self._widths.get(k) != w for k, w in widths.items()):
+            self._widths.update(widths)
+            self._row_cache.clear()
+            self._update_virtual_size()
         self.refresh()
 
     def set_sort(self, column: str, reverse: bool) -> None:
@@ -201,12 +235,13 @@ class FleetTable(ScrollView, can_focus=True):
         with ``keep=False``) the cursor stays at the same index (clamped).
         """
         old_key = follow if follow is not None else self._key_at(self._cursor)
+        old_inst = self.highlighted if follow is None else None
         if not keep:
             old_key = None
         offset = self._cursor - round(self.scroll_y)
         self._rows = list(rows)
         self._positions = None
-        new = self._find(old_key) if old_key is not None else None
+        new = self._find(old_key, old_inst) if old_key is not None else None
         self._cursor = max(0, min(new if new is not None else self._cursor, len(self._rows) - 1))
         self._update_virtual_size()
         if new is not None:
@@ -257,7 +292,18 @@ class FleetTable(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - 1)
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._table_width, len(self._rows) + 1)
+        size = Size(self._table_width, len(self._rows) + 1)
+        if size == self.virtual_size:
+            return
+        if not self.is_mounted or not self.container_size:
+            self.virtual_size = size
+            return
+        # The table's own size is fixed by its container, so a new row count needs no layout of
+        # the screen (``virtual_size = …`` would ask for one on every filter keystroke): update
+        # the scroll bars and clamp the scroll position instead. Showing or hiding a scroll bar
+        # still lays out (that reactive asks for it).
+        self.set_reactive(ScrollView.virtual_size, size)
+        self._scroll_update(size)
 
     def _scroll_cursor_into_view(self) -> None:
         top = round(self.scroll_y)
@@ -284,29 +330,74 @@ class FleetTable(ScrollView, can_focus=True):
 
     # ----------------------------------------------------------------- rendering
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Render a pass of lines, with the styles looked up once for the whole pass."""
+        self._in_pass = True
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._in_pass = False
+            self._looks = None
+
+    def _current_looks(self) -> _Looks:
+        looks = self._looks
+        if looks is None:
+            base = self.rich_style
+            component = self.get_component_rich_style
+            header = base + component("fleet-table--header")
+            looks = _Looks(
+                base=base,
+                header=header,
+                sorted=header + component("fleet-table--sorted"),
+                dim=base + component("fleet-table--dim"),
+                cursor=component("fleet-table--cursor"),
+                empty=base + component("fleet-table--empty"),
+                scroll_x=round(self.scroll_x),
+                width=max(self.size.width, 1),
+            )
+            if looks != self._cached_looks:
+                self._row_cache.clear()
+                self._cached_looks = looks
+            if self._in_pass:
+                self._looks = looks
+        return looks
+
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the viewport: the header, a row, or the empty-state message."""
-        width = max(self.size.width, 1)
-        scroll_x, scroll_y = self.scroll_offset
-        base = self.rich_style
+        looks = self._current_looks()
+        width = looks.width
+        scroll_y = round(self.scroll_y)
         if y == 0:
-            strip, style = self._header_strip(base)
+            strip, style = self._header_strip(looks)
         else:
             row = scroll_y + y - 1
             if row < len(self._rows):
-                strip, style = self._row_strip(row, base)
-            elif not self._rows and y == 2:
-                style = base + self.get_component_rich_style("fleet-table--empty")
+                return self._cached_row(row, looks)
+            if not self._rows and y == 2:
                 text = _fit(" " * _LEFT + self.empty_message, width)
-                return Strip([Segment(text, style)], width)
-            else:
-                return Strip.blank(width, base)
-        end = scroll_x + width
-        return strip.extend_cell_length(end, style).crop(scroll_x, end)
+                return Strip([Segment(text, looks.empty)], width)
+            return Strip.blank(width, looks.base)
+        end = looks.scroll_x + width
+        return strip.extend_cell_length(end, style).crop(looks.scroll_x, end)
 
-    def _header_strip(self, base: Style) -> tuple[Strip, Style]:
-        header = base + self.get_component_rich_style("fleet-table--header")
-        sorted_style = header + self.get_component_rich_style("fleet-table--sorted")
+    def _cached_row(self, row: int, looks: _Looks) -> Strip:
+        """Row ``row`` cut to the viewport, from the cache when this instance was drawn in the
+        same state before (typing a filter mostly re-shows rows already drawn)."""
+        inst = self._rows[row]
+        key = (id(inst), row == self._cursor)
+        hit = self._row_cache.get(key)
+        if hit is not None and hit[0] is inst:
+            return hit[1]
+        strip, style = self._row_strip(row, looks)
+        end = looks.scroll_x + looks.width
+        strip = strip.extend_cell_length(end, style).crop(looks.scroll_x, end)
+        if len(self._row_cache) >= _ROW_CACHE:
+            self._row_cache.clear()
+        self._row_cache[key] = (inst, strip)
+        return strip
+
+    def _header_strip(self, looks: _Looks) -> tuple[Strip, Style]:
+        header = looks.header
         segments = [Segment(" " * _LEFT, header)]
         for col in self._columns:
             width = self._widths[col.key]
@@ -314,18 +405,18 @@ class FleetTable(ScrollView, can_focus=True):
             style = header
             if self._sort is not None and self._sort[0] == col.key:
                 label = f"{label}{'▼' if self._sort[1] else '▲'}"
-                style = sorted_style
+                style = looks.sorted
             segments.append(Segment(_fit(label, width), style))
             segments.append(Segment(" " * _GAP, header))
         return Strip(segments), header
 
-    def _row_strip(self, row: int, base: Style) -> tuple[Strip, Style]:
+    def _row_strip(self, row: int, looks: _Looks) -> tuple[Strip, Style]:
         inst = self._rows[row]
-        style = base
+        style = looks.base
         if inst.ping_status in ("Inactive", "NotRegistered"):
-            style = style + self.get_component_rich_style("fleet-table--dim")
+            style = looks.dim
         if row == self._cursor:
-            style = style + self.get_component_rich_style("fleet-table--cursor")
+            style = style + looks.cursor
         segments = [Segment(" " * _LEFT, style)]
         for col in self._columns:
             width = self._widths[col.key]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -26,10 +27,12 @@ _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 class FleetStatus(Horizontal):
     """One line: progress or summary (left), sort and refresh time (right)."""
 
+    # The left label has a fixed size (1 line, 1fr), so its text is updated without a layout:
+    # a filter keystroke changes the summary and must not re-arrange the whole screen.
     DEFAULT_CSS = """
     FleetStatus { height: 1; background: $panel; padding: 0 1; }
-    FleetStatus > #status-left { width: 1fr; }
-    FleetStatus > #status-right { width: auto; color: $text-muted; }
+    FleetStatus > #status-left { width: 1fr; height: 1; text-wrap: nowrap; }
+    FleetStatus > #status-right { width: auto; height: 1; color: $text-muted; }
     FleetStatus.-loading > #status-left { color: $accent; }
     """
 
@@ -39,6 +42,7 @@ class FleetStatus(Horizontal):
         self._timer: Timer | None = None
         self._loading_text = ""
         self.summary = ""
+        self._shown: tuple[str, str] = ("", "")  # (left, right) as last drawn
 
     def compose(self) -> ComposeResult:
         """Left and right labels."""
@@ -77,18 +81,26 @@ class FleetStatus(Horizontal):
 
     def set_right(self, text: str) -> None:
         """The right-hand side (sort order, last refresh)."""
-        self.query_one("#status-right", Label).update(text)
+        left, right = self._shown
+        if text == right:
+            return
+        self._shown = (left, text)
+        # Sized to its text: a layout only when the width changes.
+        self.query_one("#status-right", Label).update(
+            text, layout=cell_len(text) != cell_len(right)
+        )
 
     def _spin(self) -> None:
         self._frame = (self._frame + 1) % len(_SPINNER)
         self._show_left()
 
     def _show_left(self) -> None:
-        label = self.query_one("#status-left", Label)
-        if self.busy:
-            label.update(Text(f"{_SPINNER[self._frame]} {self._loading_text}"))
-        else:
-            label.update(Text(self.summary))
+        text = f"{_SPINNER[self._frame]} {self._loading_text}" if self.busy else self.summary
+        left, right = self._shown
+        if text == left:
+            return
+        self._shown = (text, right)
+        self.query_one("#status-left", Label).update(Text(text), layout=False)
 
 
 class ScopeErrors(Static):

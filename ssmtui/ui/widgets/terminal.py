@@ -2,9 +2,12 @@
 
 The widget knows nothing about sessions. Output comes in through :meth:`Terminal.feed` (which
 only queues it). A little output while the terminal is idle (a keystroke's echo, a prompt) is
-parsed and drawn at once; while output keeps flowing, a timer parses the queue under a time
+parsed and drawn at once; while output keeps flowing, a ticker parses the queue under a time
 budget and repaints at most every :data:`REFRESH` seconds, so a flood never freezes the app.
-Input goes out as
+The ticker is a plain loop timer that keeps a steady pace from the start of the previous tick
+(a late tick runs as soon as it can, leaving the loop a little room first) rather than an
+interval timer on a fixed grid, where one late tick waits for the next grid point and the frame
+gap doubles. Input goes out as
 :class:`Terminal.Input` messages (keys translated to xterm bytes, pastes, mouse reports when the
 remote program asked for them); size changes as :class:`Terminal.Resized`.
 
@@ -16,26 +19,26 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
-from textual.timer import Timer
 from textual.widget import Widget
 
+from ssmtui.ui.widgets.terminal_cells import cell_style, row_segments
 from ssmtui.ui.widgets.terminal_keys import encode_mouse, encode_paste, key_to_bytes
 from ssmtui.ui.widgets.terminal_vt import MOUSE_ANY, MOUSE_BUTTON, MOUSE_SGR, Row, VirtualTerminal
 
-__all__ = ["REFRESH", "Terminal"]
+__all__ = ["REFRESH", "Terminal", "cell_style", "row_segments"]
 
 #: Seconds between repaints while output is arriving (~40 fps).
 REFRESH = 0.025
+#: A late tick still leaves the loop this long (seconds) for everything else before it runs.
+MIN_IDLE = 0.004
 #: Seconds of parsing per repaint tick (the rest of the tick is the app's).
 BUDGET = 0.008
 #: Up to this many changed rows are repainted alone (else the whole widget).
@@ -43,104 +46,6 @@ _PARTIAL_ROWS = 4
 #: While the ticker is idle, output up to this many bytes per :data:`REFRESH` window is parsed
 #: and drawn at once (echo, prompts); more than that and the time-boxed ticker takes over.
 IMMEDIATE_BYTES = 4096
-
-_ANSI = {
-    "black": 0,
-    "red": 1,
-    "green": 2,
-    "brown": 3,
-    "yellow": 3,
-    "blue": 4,
-    "magenta": 5,
-    "cyan": 6,
-    "white": 7,
-}
-#: (fg, bg, bold, italics, underscore, strikethrough, reverse, blink)
-Attrs = tuple[str, str, bool, bool, bool, bool, bool, bool]
-DEFAULT_ATTRS: Attrs = ("default", "default", False, False, False, False, False, False)
-
-
-@lru_cache(maxsize=1024)
-def _color(name: str) -> Color | None:
-    """pyte's colour names (``red``, ``brightred``, ``ff8700``) as rich colours."""
-    if name == "default":
-        return None
-    if name in _ANSI:
-        return Color.from_ansi(_ANSI[name])
-    if name.startswith(("bright", "bfight")) and name[6:] in _ANSI:
-        return Color.from_ansi(_ANSI[name[6:]] + 8)
-    if len(name) == 6:
-        try:
-            return Color.from_rgb(int(name[0:2], 16), int(name[2:4], 16), int(name[4:6], 16))
-        except ValueError:
-            return None
-    return None
-
-
-@lru_cache(maxsize=4096)
-def cell_style(attrs: Attrs) -> Style:
-    """The rich style of a cell's pyte attributes."""
-    fg, bg, bold, italics, underscore, strike, reverse, blink = attrs
-    return Style(
-        color=_color(fg),
-        bgcolor=_color(bg),
-        bold=bold or None,
-        italic=italics or None,
-        underline=underscore or None,
-        strike=strike or None,
-        reverse=reverse or None,
-        blink=blink or None,
-    )
-
-
-def _flip(attrs: Attrs) -> Attrs:
-    fg, bg, bold, italics, underscore, strike, reverse, blink = attrs
-    return (fg, bg, bold, italics, underscore, strike, not reverse, blink)
-
-
-def _underlined(attrs: Attrs) -> Attrs:
-    fg, bg, bold, italics, _, strike, reverse, blink = attrs
-    return (fg, bg, bold, italics, True, strike, reverse, blink)
-
-
-def row_segments(
-    row: Row | None,
-    columns: int,
-    *,
-    marked: tuple[int, int] | None = None,
-    cursor: int = -1,
-    cursor_solid: bool = True,
-) -> list[Segment]:
-    """Segments for one row: runs of equal style; ``marked`` columns [a, b) shown reversed."""
-    if row is None and marked is None and cursor < 0:
-        return [Segment(" " * columns)]
-    segments: list[Segment] = []
-    run: list[str] = []
-    run_attrs: Attrs | None = None
-    lo, hi = marked if marked is not None else (-1, -1)
-    for x in range(columns):
-        if row is None or isinstance(row, str):
-            data = row[x] if row is not None and x < len(row) else " "
-            attrs = DEFAULT_ATTRS
-        else:
-            char = row[x]
-            data = char.data
-            if not data:  # the second cell of a wide character
-                continue
-            attrs = char[1:]
-        if lo <= x < hi:
-            attrs = _flip(attrs)
-        if x == cursor:
-            attrs = _flip(attrs) if cursor_solid else _underlined(attrs)
-        if attrs != run_attrs:
-            if run:
-                segments.append(Segment("".join(run), cell_style(run_attrs)))
-            run = []
-            run_attrs = attrs
-        run.append(data)
-    if run:
-        segments.append(Segment("".join(run), cell_style(run_attrs)))
-    return segments
 
 
 class Terminal(Widget, can_focus=True):
@@ -193,9 +98,17 @@ class Terminal(Widget, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.vt = VirtualTerminal(80, 24, scrollback=scrollback, respond=self._reply)
-        self._ticker: Timer | None = None
+        #: Mounted (output is drawn), until unmounted.
+        self._started = False
+        #: The next tick, while the ticker runs (output is flowing).
+        self._tick_handle: asyncio.TimerHandle | None = None
+        #: Loop time the last tick started.
+        self._last_tick = 0.0
         #: Whether the ticker is running (output is flowing).
         self._ticking = False
+        #: The widget's base style, looked up once per render pass (not once per row).
+        self._pass_style: Style | None = None
+        self._in_pass = False
         #: An immediate parse is scheduled (``loop.call_soon``).
         self._soon = False
         #: Start (clock) of the current immediate-parse window and the bytes parsed in it.
@@ -221,13 +134,12 @@ class Terminal(Widget, can_focus=True):
         if not data:
             return
         self.vt.feed(data)
-        if self._ticker is None or self._ticking or self._soon:
-            return
+        if not self._started or self._ticking or self._soon:
+            return  # on_mount starts the ticker for output queued before it
         if len(self.vt.pending) < IMMEDIATE_BYTES:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                self._start_ticker()
                 return
             self._soon = True
             loop.call_soon(self._parse_soon)
@@ -235,14 +147,54 @@ class Terminal(Widget, can_focus=True):
             self._start_ticker()
 
     def _start_ticker(self) -> None:
-        if self._ticker is not None and not self._ticking:
-            self._ticking = True
-            self._ticker.resume()
+        """Tick (parse and repaint) at a steady pace until the queue is empty."""
+        if self._ticking:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._ticking = True
+        now = loop.time()
+        when = max(now, self._last_tick + REFRESH)
+        self._tick_handle = loop.call_at(when, self._scheduled_tick)
+
+    def _stop_ticker(self) -> None:
+        self._ticking = False
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    def _scheduled_tick(self) -> None:
+        self._tick_handle = None
+        if not self._ticking:
+            return
+        if not self._started:
+            self._ticking = False
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._last_tick = started
+        if not self.vt.pending:
+            # A whole tick without output: stop (the next bit of output is drawn at once).
+            # Staying on for that one tick keeps a flood that the ticker drains now and then
+            # on the ticker's pace, instead of a repaint per chunk in between.
+            self._ticking = False
+            return
+        try:
+            self._parse_and_take()
+        except BaseException:
+            self._ticking = False  # the next output starts the ticker again
+            raise
+        # The next tick REFRESH after this one started; if this one ran late or long, as soon
+        # as the loop has had a moment for the rest of the app (network, input, the frame).
+        when = max(started + REFRESH, loop.time() + MIN_IDLE)
+        self._tick_handle = loop.call_at(when, self._scheduled_tick)
 
     def _parse_soon(self) -> None:
         """Parse a little idle-time output now, so an echo is drawn on the next frame."""
         self._soon = False
-        if self._ticking or not self.is_mounted:
+        if self._ticking or not self._started:
             return
         pending = len(self.vt.pending)
         if not pending:
@@ -257,12 +209,22 @@ class Terminal(Widget, can_focus=True):
         self._tick()
 
     def on_mount(self) -> None:
-        """Start the (paused) repaint ticker."""
-        self._ticker = self.set_interval(REFRESH, self._tick, pause=True, name="terminal-tick")
+        """Draw output queued before the widget was mounted."""
+        self._started = True
         if self.vt.pending:
             self._start_ticker()
 
+    def on_unmount(self) -> None:
+        """Stop the ticker."""
+        self._started = False
+        self._stop_ticker()
+
     def _tick(self) -> None:
+        """Parse for one budget and repaint; keep ticking while output is queued."""
+        if self._parse_and_take():
+            self._start_ticker()
+
+    def _parse_and_take(self) -> bool:
         started = self.vt.clock()
         try:
             more = self.vt.process(BUDGET)
@@ -272,11 +234,7 @@ class Terminal(Widget, can_focus=True):
             more = False
         self.longest_tick = max(self.longest_tick, self.vt.clock() - started)
         self._take_dirty()
-        if more:
-            self._start_ticker()
-        elif self._ticking and self._ticker is not None:
-            self._ticking = False
-            self._ticker.pause()
+        return more
 
     def flush(self) -> None:
         """Parse everything queued now (tests, screenshots)."""
@@ -368,6 +326,15 @@ class Terminal(Widget, can_focus=True):
 
     # ------------------------------------------------------------------ rendering
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Render a pass of rows, with the widget's style looked up once for the pass."""
+        self._in_pass = True
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._in_pass = False
+            self._pass_style = None
+
     def render_line(self, y: int) -> Strip:
         """One row: the live screen, or scrollback when scrolled back; selection and cursor."""
         scr = self.vt.screen
@@ -393,9 +360,14 @@ class Terminal(Widget, can_focus=True):
 
     def _strip(self, segments: list[Segment]) -> Strip:
         width = self.size.width
-        strip = Strip(segments).apply_style(self.rich_style)
+        style = self._pass_style
+        if style is None:
+            style = self.rich_style
+            if self._in_pass:
+                self._pass_style = style
+        strip = Strip(segments).apply_style(style)
         if strip.cell_length < width:
-            strip = strip.extend_cell_length(width, self.rich_style)
+            strip = strip.extend_cell_length(width, style)
         elif strip.cell_length > width:
             strip = strip.crop(0, width)
         return strip

@@ -26,7 +26,7 @@ import pyte
 from pyte import modes as mo
 from pyte.screens import Char, StaticDefaultDict
 
-__all__ = ["Row", "SafeByteStream", "VTScreen", "VirtualTerminal", "row_text"]
+__all__ = ["Row", "SafeByteStream", "VTScreen", "VirtualTerminal", "compact_row", "row_text"]
 
 #: A row of the screen (pyte's column -> Char map) or, for fast-forwarded lines, plain text.
 Row = StaticDefaultDict[int, Char] | str
@@ -43,10 +43,14 @@ MOUSE_MODES = frozenset({MOUSE_X10, MOUSE_NORMAL, MOUSE_BUTTON, MOUSE_ANY})
 
 #: Backlog (bytes) from which a plain-line head is fast-forwarded instead of parsed.
 SKIP_AT = 64 * 1024
+#: The same while behind: the last budgeted :meth:`VirtualTerminal.process` left output queued
+#: (a flood of short lines is ~20k lines per 64 KiB, far more than pyte parses in a budget).
+SKIP_BEHIND = 8 * 1024
 #: Look at most this far into the backlog per fast-forward (bounds one regex scan).
 SKIP_WINDOW = 1024 * 1024
-#: Bytes parsed between clock checks (pyte: roughly 1-5 ms per KiB of ordinary output).
-CHUNK = 2048
+#: Bytes parsed between clock checks (pyte: roughly 1-5 ms per KiB of ordinary output, up to
+#: 10 ms for a KiB of short lines: each scrolls the whole screen), so a budget overshoots little.
+CHUNK = 512
 
 #: Bytes that may make output unsafe to fast-forward (0 in this table): controls but BS, HT, LF,
 #: CR; ESC (fine when it starts a colour change); 0xC2 (fine unless it encodes a C1 control).
@@ -85,13 +89,41 @@ def _first_unsafe(data: bytearray, end: int, limit: int = 4096) -> int:
     return min(pos, end)
 
 
+_PLAIN_ATTRS = ("default", "default", False, False, False, False, False, False)
+
+
+def compact_row(row: Row) -> Row:
+    """A row as kept in the scrollback: plain text when every cell is (one character per cell,
+    default colours and attributes), else the row itself. A full scrollback of pyte rows is
+    hundreds of thousands of objects that each full garbage collection walks."""
+    if isinstance(row, str):
+        return row
+    if not row:
+        return ""
+    default = row.default
+    if default.data != " " or default[1:] != _PLAIN_ATTRS:
+        return row
+    cells = [" "] * (max(row) + 1)
+    for x, char in row.items():
+        data = char.data
+        if len(data) != 1 or char[1:] != _PLAIN_ATTRS:
+            return row
+        cells[x] = data
+    return "".join(cells)
+
+
 def row_text(row: Row | None, columns: int) -> str:
     """The characters of a row (wide characters once), right-stripped."""
     if row is None:
         return ""
     if isinstance(row, str):
         return row[:columns].rstrip()
-    return "".join(row[x].data for x in range(columns)).rstrip()
+    # Only the cells written (a pyte row is a sparse column map), blanks elsewhere.
+    cells = [row.default.data] * columns
+    for x, char in row.items():
+        if x < columns:
+            cells[x] = char.data
+    return "".join(cells).rstrip()
 
 
 def _plain_rows(line: str, columns: int) -> list[str]:
@@ -139,7 +171,6 @@ def _lines_back(data: bytearray, end: int, count: int) -> int:
     return end - sum(map(len, tail)) - 2 * (count - 1)
 
 
-_PLAIN_ATTRS = ("default", "default", False, False, False, False, False, False)
 _REPLAYED_MODES = frozenset(
     {DECCKM, MOUSE_NORMAL, MOUSE_BUTTON, MOUSE_ANY, MOUSE_SGR, BRACKETED_PASTE}
 )
@@ -214,7 +245,14 @@ class VTScreen(pyte.Screen):
             self._leave_alternate(restore_cursor=1049 in modes)
 
     def _new_buffer(self) -> Any:
-        return defaultdict(lambda: StaticDefaultDict[int, Char](self.default_char))
+        return defaultdict(self._blank_row)
+
+    def _blank_row(self) -> StaticDefaultDict[int, Char]:
+        # Not ``StaticDefaultDict[int, Char](…)`` as pyte writes it: calling the subscripted
+        # alias gives every row an ``__orig_class__`` (an alias object and an instance dict),
+        # three objects per row for the garbage collector to walk instead of one.
+        row: StaticDefaultDict[int, Char] = StaticDefaultDict(self.default_char)
+        return row
 
     def _enter_alternate(self, *, save_cursor: bool) -> None:
         if self.alternate:
@@ -271,22 +309,20 @@ class VTScreen(pyte.Screen):
         """pyte's index; a row scrolled off the top of the main screen goes to the scrollback."""
         top, bottom = self.margins or (0, self.lines - 1)
         if self.cursor.y == bottom and top == 0 and not self.alternate:
-            self.scrollback.append(self.buffer[0])
+            self.scrollback.append(compact_row(self.buffer[0]))
             self.scrolled += 1
         super().index()
 
     def push_rows(self, rows: Iterable[Row]) -> None:
-        """Append rows to the scrollback."""
-        if isinstance(rows, list):
-            self.scrollback.extend(rows)
-            self.scrolled += len(rows)
-            return
-        count = 0
-        append = self.scrollback.append
-        for row in rows:
-            append(row)
-            count += 1
-        self.scrolled += count
+        """Append rows to the scrollback (plain rows as text, see :func:`compact_row`)."""
+        compact = [compact_row(row) for row in rows]
+        self.scrollback.extend(compact)
+        self.scrolled += len(compact)
+
+    def push_text(self, rows: list[str]) -> None:
+        """Append rows of plain text to the scrollback (fast-forwarded lines)."""
+        self.scrollback.extend(rows)
+        self.scrolled += len(rows)
 
     def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
         """``ESC [3J`` also clears the scrollback."""
@@ -300,6 +336,7 @@ class VTScreen(pyte.Screen):
             self.alternate = False
             self._main_buffer = None
         super().reset()
+        self.buffer = self._new_buffer()
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
         """Resize keeping the cursor line visible: rows go off the top only if they must."""
@@ -397,6 +434,8 @@ class VirtualTerminal:
         self.parsed = 0
         self.skipped = 0
         self.skips = 0
+        #: The last budgeted :meth:`process` ran out of time with output still queued.
+        self.behind = False
 
     @property
     def columns(self) -> int:
@@ -422,14 +461,15 @@ class VirtualTerminal:
         Returns whether output is still queued.
         """
         deadline = None if budget is None else self.clock() + budget
+        skip_at = SKIP_BEHIND if self.behind and budget is not None else SKIP_AT
         pending = self.pending
         while pending:
-            if len(pending) >= SKIP_AT and self._fast_forward():
+            if len(pending) >= skip_at and self._fast_forward():
                 if deadline is not None and self.clock() >= deadline:
                     break
                 continue
             end = min(len(pending), CHUNK)
-            if len(pending) >= SKIP_AT and self.screen.cursor.x:
+            if len(pending) >= skip_at and self.screen.cursor.x:
                 newline = pending.find(b"\n", 0, 64 * 1024)
                 if newline >= 0:  # finish the current line so the next round can skip
                     end = newline + 1
@@ -441,6 +481,7 @@ class VirtualTerminal:
             self.parsed += len(chunk)
             if deadline is not None and self.clock() >= deadline:
                 break
+        self.behind = budget is not None and bool(pending)
         return bool(pending)
 
     def _fast_forward(self) -> bool:
@@ -470,7 +511,7 @@ class VirtualTerminal:
         scr.push_rows(scr.buffer[y] for y in range(scr.cursor.y))
         if first < start:
             text = _SGR.sub(b"", bytes(pending[first : start - 2])).decode("utf-8", "replace")
-            scr.push_rows(_plain_block(text, scr.columns))
+            scr.push_text(_plain_block(text, scr.columns))
         replay = self._colour_state(start)
         tail = bytes(pending[start:cut])
         skipped = start
