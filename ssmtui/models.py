@@ -326,6 +326,8 @@ class FleetResult:
     instances: tuple[Instance, ...] = ()
     errors: Mapping[FleetScope, SsmtuiError] = field(default_factory=dict)
     scopes: tuple[FleetScope, ...] = ()
+    #: Rows listed so far while the listing goes on (a streamed, incomplete result).
+    partial: bool = False
 
     def __len__(self) -> int:
         return len(self.instances)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import subprocess
@@ -113,6 +114,42 @@ async def test_a_broken_source_does_not_kill_the_screen() -> None:
         await pilot.press("r")  # still alive, still retrying
         await app.workers.wait_for_complete()
         assert app.is_running
+
+
+class StreamingSource:
+    """Streams DEV's rows in growing partial results (PROD stays pending), one step per
+    ``advance``; then both scopes' final results."""
+
+    def __init__(self) -> None:
+        self.scopes = (DEV, PROD)
+        self.steps: asyncio.Queue[int] = asyncio.Queue()
+
+    async def list_fleet(self, on_scope: ScopeDone | None = None) -> FleetResult:
+        assert on_scope is not None
+        rows = fleet(40)
+        for n in (5, 8, 20):  # 8 is not double 5: not re-shown; 20 is
+            await self.steps.get()
+            on_scope(DEV, FleetResult(rows[:n], {}, (DEV,), partial=True))
+        await self.steps.get()
+        on_scope(DEV, FleetResult(rows, {}, (DEV,)))
+        on_scope(PROD, FleetResult((), {}, (PROD,)))
+        return FleetResult(rows, {}, (DEV, PROD))
+
+
+async def test_streamed_rows_keep_coming_while_scopes_are_pending() -> None:
+    source = StreamingSource()
+    app = create_app(source, refresh_interval=0)
+    async with app.run_test(size=SIZE) as pilot:
+        shown = []
+        for _ in range(4):
+            source.steps.put_nowait(1)
+            for _ in range(20):
+                await pilot.pause(0.02)
+            shown.append(app.fleet.table.row_count)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert shown == [5, 5, 20, 40], shown
+        assert app.fleet.fleet_loaded
 
 
 async def test_unknown_theme_is_a_config_error_and_known_theme_applies() -> None:

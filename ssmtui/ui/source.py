@@ -41,8 +41,8 @@ class FleetSource(Protocol):
     :attr:`~FleetResult.errors` name the scopes that failed; it must not raise for a failing
     scope. If given, ``on_scope`` is called for each scope as soon as that scope is done, so the
     UI can show progress and early rows; a source may also call it earlier with the scope's rows
-    listed so far (each call replaces the previous one for that scope; the returned result is
-    the authoritative one).
+    listed so far, marked :attr:`~FleetResult.partial` (each call replaces the previous one for
+    that scope; the returned result is the authoritative one).
     """
 
     @property
@@ -113,7 +113,7 @@ class AwsFleetSource:
                 now = loop.time()
                 if on_scope is not None and (last[0] < 0 or now - last[0] >= self.partial_interval):
                     last[0] = now
-                    on_scope(scope, FleetResult(tuple(listed), {}, (scope,)))
+                    on_scope(scope, FleetResult(tuple(listed), {}, (scope,), partial=True))
 
             result = await list_fleet(self._clients, [scope], on_rows=on_rows)
             if on_scope is not None:

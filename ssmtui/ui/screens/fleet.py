@@ -154,17 +154,27 @@ class FleetScreen(Screen[None]):
         else:  # a refresh: keep the summary, say so on the right
             self._update_right()
 
+        latest: dict[FleetScope, FleetResult] = {}
+        applied = [0]  # rows shown by the last partial apply
+
         def on_scope(scope: FleetScope, result: FleetResult) -> None:
             if generation != self._generation:
                 return  # a newer load took over
-            done[scope] = result
+            latest[scope] = result
+            if not result.partial:
+                done[scope] = result
             pending = [s for s in scopes if s not in done]
             if not initial:
                 return
-            rows = sum(len(r) for r in done.values())
+            rows = sum(len(r) for r in latest.values())
             self.status.show_progress(pending, len(done), len(scopes), rows)
-            if pending:
-                partial = merge_results([s for s in scopes if s in done], list(done.values()))
+            # Show early rows, then re-show only when they have doubled (or a scope is done):
+            # each apply re-indexes every row, so this keeps a 10,000-row load to a few.
+            # The last scope's final result is applied with the whole listing.
+            if pending and (not result.partial or rows >= 2 * applied[0]):
+                applied[0] = max(rows, 1)
+                shown = [s for s in scopes if s in latest]
+                partial = merge_results(shown, [latest[s] for s in shown])
                 self._apply(partial, keep=self.table.cursor_row > 0)
 
         try:
