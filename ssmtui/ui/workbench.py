@@ -241,7 +241,8 @@ class Workbench:
 
     def _tick(self) -> None:
         self.book.sample()
-        if self.base is self.tunnels:
+        # The timer may fire while the app shuts down (screen stack already empty).
+        if self.app.screen_stack and self.base is self.tunnels:
             self.tunnels.update_view()
 
     async def _guarded(self, what: str, action: Awaitable[None]) -> None:
