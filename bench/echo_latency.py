@@ -8,10 +8,14 @@ the same run and on the same (paced, by default) agent:
 * ssmtui's transport (``SessionService.open`` -> ``DataChannelConnection``): send with
   ``send_nowait`` as the shell tab does, echo taken from ``events()``;
 * the app (headless Textual, a shell tab through the Workbench): a key event enters through
-  the driver and the sample ends at the first frame that shows the echoed cursor move.
+  the driver and the sample ends at the first frame that shows the echoed cursor move;
+* its baseline, the minimal TUI: the minimal client inside a bare Textual app whose one widget
+  redraws when the echo is back (the same key path in, the same frame clock out, none of
+  ssmtui's code): what any Textual client pays for a key and a frame.
 
 The minimal client and the transport take turns in blocks of 50. Reported: p50/p99 and what
-ssmtui adds over the minimal client at each (target: <= 1 ms at p99).
+ssmtui adds over its baseline (the transport over the minimal client, the app over the minimal
+TUI; target: <= 1 ms at p99).
 
     python -m bench.echo_latency [--samples 500] [--warmup 50] [--unpaced] [--no-app]
 """
@@ -39,6 +43,7 @@ from bench.minclient import MinClient
 TARGET_MS = 1.0  # added at p99
 KEYS = ((b"x", b"x", "x"), (b"\x7f", b"\x08", "backspace"))  # sent, expected echo, key name
 BLOCK = 50
+FLOOR = "minimal TUI (key -> frame)"
 
 
 class Probe:
@@ -48,12 +53,16 @@ class Probe:
         self.buf = bytearray()
         self.last = 0.0
         self.event = asyncio.Event()
+        #: Called after each arrival (the minimal TUI redraws from it).
+        self.listener: Callable[[], None] | None = None
 
     def on_output(self, arrived: float, data: bytes) -> None:
         """Output callback (arrival ``perf_counter``, bytes)."""
         self.buf += data
         self.last = arrived
         self.event.set()
+        if self.listener is not None:
+            self.listener()
 
     async def wait_for(self, needle: bytes, timeout: float = 10.0) -> None:
         """Until ``needle`` is in the collected output."""
@@ -184,6 +193,76 @@ async def _app_samples(svc: Any, inst: Any, samples: int, warmup: int, gap: floa
     return out
 
 
+async def _floor_samples(
+    clients: Any, inst: Any, samples: int, warmup: int, gap: float
+) -> list[float]:
+    """The minimal TUI: key in through the driver -> minimal client -> echo -> a bare widget's
+    redraw -> frame (the app row's baseline)."""
+    from rich.segment import Segment
+    from textual import events
+    from textual.app import App, ComposeResult
+    from textual.strip import Strip
+    from textual.widget import Widget
+
+    probe, send, close = await _open_min(clients, inst)
+    await probe.wait_for(b"$ ", 15.0)
+    await probe.settle()
+
+    class Line(Widget):
+        DEFAULT_CSS = "Line { height: 1; }"
+        count = 0
+
+        def render_line(self, y: int) -> Strip:
+            return Strip([Segment(f"echoes: {self.count}" if y == 0 else "")])
+
+    line = Line()
+    expect = [b""]
+    keys = {name: sent for sent, _, name in KEYS}
+
+    class FloorApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield line
+
+        async def on_key(self, event: events.Key) -> None:
+            await send(keys[event.key])
+
+    def echoed() -> None:
+        if expect[0] and expect[0] in probe.buf:
+            expect[0] = b""
+            line.count += 1
+            line.refresh()
+
+    probe.listener = echoed
+    app = FloorApp()
+    clock = FrameClock(app)
+    out: list[float] = []
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            driver = app._driver
+            assert driver is not None
+            for i in range(warmup + samples):
+                _, echo, name = KEYS[i % 2]
+                probe.buf.clear()
+                expect[0] = echo
+                want = line.count + 1
+
+                def drawn(w: int = want) -> bool:
+                    return line.count >= w
+
+                event = events.Key(name, "x" if name == "x" else None)
+                event.set_sender(app)
+                t0 = time.perf_counter()
+                driver.send_message(event)
+                shown = await clock.wait_for(drawn, 5.0)
+                if i >= warmup:
+                    out.append(shown - t0)
+                await asyncio.sleep(gap)
+    finally:
+        await close()
+    return out
+
+
 def _cursor_at(screen: Any, column: int) -> Callable[[], bool]:
     return lambda: bool(screen.cursor.x == column)
 
@@ -241,12 +320,13 @@ async def main(
             for _, _, close in clients_.values():
                 await close()
         if app:
+            results[FLOOR] = await _floor_samples(clients, inst, samples, warmup, gap)
             results["ssmtui app (key -> frame)"] = await _app_samples(
                 svc, inst, samples, warmup, gap
             )
-    base = results["minimal client"]
+    bases = {"ssmtui transport": "minimal client", "ssmtui app (key -> frame)": FLOOR}
     rows = [
-        _row(name, vals, None if name == "minimal client" else base)
+        _row(name, vals, results[bases[name]] if name in bases else None)
         for name, vals in results.items()
     ]
     notes = [
@@ -255,8 +335,9 @@ async def main(
     ]
     if app:
         notes.append(
-            "the app row includes the terminal widget's repaint tick and Textual's frame; "
-            "frames are encoded to escape sequences as a real terminal driver would"
+            "the app row is measured against the minimal TUI (the minimal client in a bare "
+            "Textual app: the same key path and frame clock); frames are encoded to escape "
+            "sequences as a real terminal driver would"
         )
     return rows, notes
 
