@@ -124,6 +124,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def split_cpus(fleet_pid: int) -> set[int] | None:
+    """Give the simulated fleet (the simserver and the shells and services it starts later,
+    which inherit its affinity) the last CPU, and this process the others: the real agent runs
+    on another machine, and on a small box the fleet's own work (a ``yes`` flood, the agent's
+    pacing) would otherwise take the client's CPU away mid-frame. Returns this process's
+    previous CPU set (to restore), or None when there are fewer than 2 CPUs or no affinity."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(fleet_pid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return set(cpus)
+
+
 @asynccontextmanager
 async def remote_demo(
     *,
@@ -159,7 +175,12 @@ async def remote_demo(
                 errors.seek(0)
                 tail = errors.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"bench.simserver did not start:\n{tail}")
-            yield RemoteDemo.from_json(line.decode())
+            restore = split_cpus(proc.pid)
+            try:
+                yield RemoteDemo.from_json(line.decode())
+            finally:
+                if restore is not None:
+                    os.sched_setaffinity(0, restore)
         finally:
             with contextlib.suppress(ConnectionError):
                 proc.stdin.close()
