@@ -162,7 +162,8 @@ async def test_websocket_drop_is_resumed_without_loss(tmp_path: Path) -> None:
             writer.write(payload)
 
             async def cut() -> None:
-                await asyncio.sleep(0.3)
+                while tunnel.stats.bytes_out < len(payload) // 4:  # mid-transfer, however fast
+                    await asyncio.sleep(0.005)
                 session = tunnel._session
                 assert session is not None and session.conn._ws is not None
                 session.conn._ws.transport.abort()  # the network goes away mid-transfer

@@ -32,7 +32,7 @@ from .frames import (
     MessageType,
     PayloadType,
     decode_frame,
-    encode_frame,
+    encode_message,
 )
 from .reliability import SendBuffer
 
@@ -265,16 +265,9 @@ class ChannelCore:
     def _encode(
         self, mtype: str, seq: int, flags: int, ptype: int, payload: bytes, now: float
     ) -> bytes:
-        return encode_frame(
-            Frame(
-                message_type=mtype,
-                sequence_number=seq,
-                flags=flags,
-                message_id=self._new_id(),
-                created_date=max(1, int(now * 1000)),
-                payload_type=ptype,
-                payload=payload,
-            )
+        created = int(now * 1000)
+        return encode_message(
+            mtype, seq, flags, self._new_id(), created if created > 0 else 1, ptype, payload
         )
 
     def send_session_state(self, state: str, now: float) -> None:
@@ -310,8 +303,10 @@ class ChannelCore:
         """The next time :meth:`handle_timer` must run, or None."""
         if self._state is _State.CLOSED:
             return None
-        deadlines = [self._sender.deadline(), self._handshake_deadline]
-        return min((d for d in deadlines if d is not None), default=None)
+        resend, handshake = self._sender.deadline(), self._handshake_deadline
+        if handshake is None:
+            return resend
+        return handshake if resend is None or handshake < resend else resend
 
     def handle_timer(self, now: float) -> list[Event]:
         if self._state is _State.CLOSED:

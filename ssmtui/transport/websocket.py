@@ -39,6 +39,8 @@ from ssmtui.protocol.events import (
     StreamData,
 )
 from ssmtui.protocol.frames import PayloadType
+from ssmtui.transport.ids import new_message_id
+from ssmtui.transport.wsframes import queue_binary_batch
 
 __all__ = [
     "ConnectionLost",
@@ -59,6 +61,9 @@ DEFAULT_WINDOW = 256
 #: brings up to 256 KiB (~250 frames) that websockets hands over without ever waiting; handled in
 #: one go they would stall a UI on the same loop for tens of milliseconds.
 READ_SLICE = 0.003
+
+#: Frames written to the socket at most at once by the writer.
+_MAX_BATCH = 512
 
 _SHOWN = frozenset({PayloadType.OUTPUT, PayloadType.STDERR})
 #: ResumeSession errors that no retry can fix (the session ended, or it is not ours).
@@ -147,7 +152,7 @@ class DataChannelConnection:
         self.session_id = session_id
         self.channel = DataChannel(
             Role.CLIENT,
-            new_id=uuid.uuid4,
+            new_id=new_message_id,
             random_bytes=os.urandom,
             config=config,
             session_id=session_id,
@@ -167,7 +172,8 @@ class DataChannelConnection:
         self._ws: ClientConnection | None = None
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._pushed_back: list[Event] = []
-        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self._outgoing: list[bytes] = []  # written in order by _writer
+        self._has_output = asyncio.Event()
         self._acked = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -337,9 +343,11 @@ class DataChannelConnection:
         self._pump()
 
     def _pump(self) -> None:
-        for msg in self.channel.data_to_send():
-            self.bytes_out += len(msg)
-            self._outgoing.put_nowait(msg)
+        msgs = self.channel.data_to_send()
+        if msgs:
+            self.bytes_out += sum(map(len, msgs))
+            self._outgoing += msgs
+            self._has_output.set()
         self._arm_timer()
 
     async def _writer(self) -> None:
@@ -347,9 +355,11 @@ class DataChannelConnection:
         one socket write per wake-up (one ack per frame received makes per-frame writes the
         transport's main cost)."""
         while True:
-            batch = [await self._outgoing.get()]
-            while not self._outgoing.empty() and len(batch) < 512:
-                batch.append(self._outgoing.get_nowait())
+            await self._has_output.wait()
+            batch = self._outgoing[:_MAX_BATCH]
+            del self._outgoing[:_MAX_BATCH]
+            if not self._outgoing:
+                self._has_output.clear()
             ws = self._ws
             if ws is None:
                 continue
@@ -527,6 +537,8 @@ async def _send_batch(ws: ClientConnection, batch: list[bytes]) -> None:
             await ws.send(msg)
         return
     async with send_context():
+        if queue_binary_batch(protocol, batch):
+            return  # the whole batch framed at once (see wsframes), one write
         for msg in batch:
             protocol.send_binary(msg)
         # One socket write for the whole batch (websockets writes each frame on its own, and
