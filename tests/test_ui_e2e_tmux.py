@@ -2,7 +2,8 @@
 
 Filter the fleet, open a shell tab and run a command, hand the terminal to the session (full
 terminal mode) and come back, forward a port to a TCP echo server this test runs and use it from
-outside the app, then quit and check the exit status. Skipped only when tmux is not installed.
+outside the app, then quit and check the exit status; open the doctor and the active sessions
+and terminate someone else's session. Skipped only when tmux is not installed.
 """
 
 from __future__ import annotations
@@ -214,6 +215,51 @@ def test_connect_flag_opens_the_app_in_a_shell(tmp_path: Path) -> None:
         term.wait(lambda s: "straight-42" in lines(s), "the command's output")
         term.keys("M-1")
         term.wait(lambda s: "Forward" in s and "Close tab" not in s, "the fleet")
+        term.keys("q")
+        deadline = time.monotonic() + 20
+        while not term.rc_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert term.rc_file.read_text().strip() == "0"
+    finally:
+        term.kill()
+
+
+def test_doctor_and_active_sessions_in_tmux(tmp_path: Path) -> None:
+    """``D`` shows why instances are missing (with fixes); ``a`` lists sessions started
+    elsewhere, and one of alice's is terminated after the confirmation."""
+    term = Tmux(tmp_path)
+    try:
+        term.start()
+        term.wait(lambda s: "web-dev-1" in s and "refreshed" in s, "the fleet", 40)
+        time.sleep(0.5)
+
+        term.keys("D")
+        screen = term.wait(
+            lambda s: "instance(s) examined" in s and "orphan-no-profile" in s, "the doctor", 40
+        )
+        assert "isolated-sg-blocks-443" in screen and "reporting-old" in screen
+        term.keys("Escape")
+        term.wait(lambda s: "refreshed" in s and "examined" not in s, "the fleet again")
+
+        term.keys("a")
+        screen = term.wait(lambda s: "alice@example.com" in s, "the active sessions", 30)
+        assert "bob@example.com" in screen
+        # alice's session on web-dev-2 (the only active one in dev/us-east-1)
+        row = next(i for i, ln in enumerate(lines(screen)) if "web-dev-2" in ln)
+        first = next(i for i, ln in enumerate(lines(screen)) if "Connected" in ln)
+        for _ in range(row - first):
+            term.keys("Down")
+        time.sleep(0.3)
+        term.keys("x")
+        term.wait(lambda s: "started elsewhere" in s, "the confirmation")
+        term.keys("y")
+        term.wait(
+            lambda s: not any("web-dev-2" in ln and "Connected" in ln for ln in lines(s)),
+            "the session to end",
+            30,
+        )
+        term.keys("q")
+        term.wait(lambda s: "refreshed" in s and "alice" not in s, "the fleet")
         term.keys("q")
         deadline = time.monotonic() + 20
         while not term.rc_file.exists() and time.monotonic() < deadline:
