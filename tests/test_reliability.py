@@ -75,7 +75,7 @@ LOSSY_MB = int(os.environ.get("SSMTUI_LOSSY_MB", "50"))
 STALL_AFTER = 300
 
 
-def _stall_state(tunnel: Any, relay: Relay, got: int, total: int) -> str:
+def _stall_state(tunnel: Any, relay: Relay, got: int, total: int, sim: Sim | None = None) -> str:
     """What both ends of a stalled lossy transfer look like (for the known rare stall)."""
     parts = [f"stalled after {got} of {total} bytes back", f"relay {relay.stats.counts}"]
     session = getattr(tunnel, "_session", None)
@@ -87,6 +87,19 @@ def _stall_state(tunnel: Any, relay: Relay, got: int, total: int) -> str:
             f"expected {ch._expected}, reorder buffer {len(ch._incoming)}, sent "
             f"{ch.frames_sent}, resent {ch.frames_resent}, rto {ch.rto:.3f}, timer "
             f"{ch.get_timer()}, queued writes {len(conn._outgoing)}, closed {conn.closed}"
+        )
+    agent = None
+    if sim is not None and conn is not None:
+        agent = next((a for a in sim.hub.history if a.session_id == conn.session_id), None)
+    if agent is not None:
+        ach = agent.channel
+        sender = ach._sender
+        head = next(iter(sender._inflight), None)
+        parts.append(
+            f"agent channel: in_flight {ach.in_flight}, head seq {head}, paused {ach.paused}, "
+            f"sent {ach.frames_sent}, resent {ach.frames_resent}, rto {ach.rto:.3f}, "
+            f"timer in {(ach.get_timer() or 0) - time.time():.2f} s, window open "
+            f"{agent.window_open()}, plugin accepting {agent.plugin.accepting()}"
         )
     mux = getattr(session, "smux", None)
     if mux is not None:
@@ -134,7 +147,7 @@ async def test_tunnel_through_a_lossy_relay_is_byte_exact(tmp_path: Path) -> Non
                 # both ends for the next look instead of failing the run; a transfer that
                 # completes is still checked byte for byte below.
                 up.cancel()
-                pytest.xfail(report(_stall_state(tunnel, relay, got, len(payload))))
+                pytest.xfail(report(_stall_state(tunnel, relay, got, len(payload), _sim)))
             await up
             elapsed = time.monotonic() - started
             writer.close()
