@@ -94,9 +94,12 @@ def _stall_state(tunnel: Any, relay: Relay, got: int, total: int, sim: Sim | Non
     if agent is not None:
         ach = agent.channel
         sender = ach._sender
-        head = next(iter(sender._inflight), None)
+        held = sorted(sender._inflight)
+        missing = ch._expected if conn is not None else None
         parts.append(
-            f"agent channel: in_flight {ach.in_flight}, head seq {head}, paused {ach.paused}, "
+            f"agent channel: in_flight {ach.in_flight}, lowest unacked seq "
+            f"{held[0] if held else None}, holds the client's next ({missing}) "
+            f"{missing in sender._inflight}, paused {ach.paused}, "
             f"sent {ach.frames_sent}, resent {ach.frames_resent}, rto {ach.rto:.3f}, "
             f"timer in {(ach.get_timer() or 0) - time.time():.2f} s, window open "
             f"{agent.window_open()}, plugin accepting {agent.plugin.accepting()}"
