@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ssmtui import __version__
 from ssmtui.errors import SsmtuiError, UsageError, one_line
+from ssmtui.textfmt import can_encode
 
 if TYPE_CHECKING:
     from ssmtui.runtime import AppContext
@@ -398,7 +399,7 @@ async def _list(ctx: AppContext, filters: list[Any], *, as_json: bool) -> int:
     if as_json:
         out.write(render_json(result, shown) + "\n")
     else:
-        out.write(render_table(shown, unicode=_can_encode(out, "●○◐·"), footer=out.isatty()))
+        out.write(render_table(shown, unicode=can_encode(out, "●○◐·"), footer=out.isatty()))
     out.flush()
     for scope, err in result.errors.items():
         msg = err.message if str(scope) in err.message else f"{scope}: {err.message}"
@@ -406,14 +407,6 @@ async def _list(ctx: AppContext, filters: list[Any], *, as_json: bool) -> int:
     if not shown and not result.errors and not as_json:
         print(f"{PROG}: no instances match", file=sys.stderr)
     return EXIT_FAILURE if result.errors else EXIT_OK
-
-
-def _can_encode(stream: Any, text: str) -> bool:
-    try:
-        text.encode(getattr(stream, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- sim

@@ -10,18 +10,12 @@ import shutil
 import sys
 from typing import TYPE_CHECKING
 
+from ssmtui.textfmt import can_encode
+
 if TYPE_CHECKING:
     from ssmtui.runtime import AppContext
 
 __all__ = ["doctor_main"]
-
-
-def _can_encode(text: str) -> bool:
-    try:
-        text.encode(getattr(sys.stdout, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
 
 
 async def _doctor(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -38,7 +32,7 @@ async def _doctor(ctx: AppContext, args: argparse.Namespace) -> int:
         sys.stdout.write(
             render_report(
                 report,
-                unicode=_can_encode("✓✗·—→"),
+                unicode=can_encode(sys.stdout, "✓✗·—→"),
                 width=width,
                 show_ok=True if args.all else None,
             )

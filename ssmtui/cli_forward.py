@@ -30,6 +30,7 @@ from ssmtui.cli_sessions import (
     stall_timeout,
 )
 from ssmtui.errors import SessionError, SsmtuiError, UsageError
+from ssmtui.textfmt import can_encode
 
 if TYPE_CHECKING:
     from ssmtui.models import Instance
@@ -137,14 +138,6 @@ def format_bytes(n: int) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"  # not reached
-
-
-def _can_encode(stream: TextIO, text: str) -> bool:
-    try:
-        text.encode(getattr(stream, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- the verb
@@ -272,7 +265,7 @@ async def _start_listeners(specs: Sequence[ForwardSpec], tunnels: Sequence[Tunne
 
 def _announce(tunnels: Sequence[Tunnel], inst: Instance, host: str | None, out: TextIO) -> None:
     """``Forwarding 127.0.0.1:15432 → i-… (web-dev-1) → db:5432  [smux]`` per tunnel."""
-    arrow = "→" if _can_encode(out, "→") else "->"
+    arrow = "→" if can_encode(out, "→") else "->"
     for tunnel in tunnels:
         s = tunnel.stats
         where = f"{host or 'localhost'}:{tunnel.spec.remote_port}"
@@ -350,7 +343,7 @@ async def _run_until_stopped(
 ) -> None:
     """Show the status until ``stop`` (Ctrl-C / SIGTERM / SIGHUP)."""
     tty = out.isatty()
-    fancy = _can_encode(out, "·↓↑")
+    fancy = can_encode(out, "·↓↑")
     shown, shown_state, shown_at = "", "", 0.0
     while not stop.is_set():
         if not quiet:

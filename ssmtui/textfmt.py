@@ -1,8 +1,11 @@
-"""Short human texts for durations, ages and byte counts (tables of the CLI and the TUI)."""
+"""Short human texts for durations, ages and byte counts (tables of the CLI and the TUI), and
+whether a stream can show non-ASCII glyphs."""
 
 from __future__ import annotations
 
-__all__ = ["format_age", "format_bytes", "format_duration"]
+from typing import Any
+
+__all__ = ["can_encode", "format_age", "format_bytes", "format_duration"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -41,3 +44,12 @@ def format_bytes(n: int) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def can_encode(stream: Any, text: str) -> bool:
+    """Whether ``stream``'s encoding can show ``text`` (else fall back to ASCII glyphs)."""
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True

@@ -124,6 +124,13 @@ class Tmux:
                 raise AssertionError(f"timed out waiting for {what}; the screen:\n{text}")
             time.sleep(0.1)
 
+    def exit_status(self, timeout: float = 20) -> str:
+        """The app's exit status once it has quit (what the shell wrapper wrote)."""
+        deadline = time.monotonic() + timeout
+        while not self.rc_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.rc_file.read_text().strip()
+
     def kill(self) -> None:
         self.tmux("kill-server")
 
@@ -189,10 +196,7 @@ def test_the_app_in_tmux(tmp_path: Path) -> None:
             assert echo_through(local_port, payload) == payload
 
             term.keys("q")
-            deadline = time.monotonic() + 20
-            while not term.rc_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert term.rc_file.read_text().strip() == "0"
+            assert term.exit_status() == "0"
 
             # the history lists both: the shell and the tunnel, with their instance
             from ssmtui.store.history import History
@@ -216,10 +220,7 @@ def test_connect_flag_opens_the_app_in_a_shell(tmp_path: Path) -> None:
         term.keys("M-1")
         term.wait(lambda s: "Forward" in s and "Close tab" not in s, "the fleet")
         term.keys("q")
-        deadline = time.monotonic() + 20
-        while not term.rc_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert term.rc_file.read_text().strip() == "0"
+        assert term.exit_status() == "0"
     finally:
         term.kill()
 
@@ -261,9 +262,6 @@ def test_doctor_and_active_sessions_in_tmux(tmp_path: Path) -> None:
         term.keys("q")
         term.wait(lambda s: "refreshed" in s and "alice" not in s, "the fleet")
         term.keys("q")
-        deadline = time.monotonic() + 20
-        while not term.rc_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert term.rc_file.read_text().strip() == "0"
+        assert term.exit_status() == "0"
     finally:
         term.kill()
